@@ -1,0 +1,683 @@
+//! `KeycloakClient`: one OAuth2/OIDC (or SAML, docker-v2) client in a Keycloak realm, and its credentials.
+//! Field names and meaning follow the reference CRD; omitted lists and maps are not managed.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::realm::default_true;
+use crate::{Condition, KeyRef, ObjectRef};
+
+/// A Keycloak client declared as code.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kco.dev",
+    version = "v1",
+    kind = "KeycloakClient",
+    namespaced,
+    shortname = "kcc",
+    status = "KeycloakClientStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Client ID","type":"string","jsonPath":".spec.clientId"}"#,
+    printcolumn = r#"{"name":"Realm","type":"string","jsonPath":".status.realm"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.credentialsSecret"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KeycloakClientSpec {
+    /// The client's unique identifier in its realm (`client_id` in OAuth2). Immutable once created.
+    pub client_id: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The KeycloakRealm object this client belongs to; its namespace defaults to this object's.
+    pub realm_ref: ObjectRef,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Public clients (SPA, mobile, CLI) have no secret.
+    #[serde(default)]
+    pub public_client: bool,
+    /// An API that validates tokens but never starts a login.
+    #[serde(default)]
+    pub bearer_only: bool,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uris: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_origins: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+
+    #[serde(default)]
+    pub settings: ClientSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_flows: Option<AuthenticationFlows>,
+
+    /// Client scopes added to every token; an explicit empty list removes all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_client_scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional_client_scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_mappers: Option<Vec<ProtocolMapper>>,
+    /// Client ids whose name tokens of this client carry in `aud` (an audience mapper per entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<String>>,
+    /// Role names defined on this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_roles: Option<ServiceAccountRoles>,
+    /// Extra Keycloak client attributes; only the keys listed are managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_settings: Option<AuthorizationSettings>,
+
+    /// Write the credentials to a Kubernetes Secret.
+    #[serde(default = "default_true")]
+    pub manage_secret: bool,
+    /// Name of the managed Secret; defaults to `<metadata.name>-credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_metadata: Option<SecretMetadata>,
+    /// Regenerate the client secret once (see the docs for how to ask again).
+    #[serde(default)]
+    pub regenerate_secret: bool,
+    /// Use this user-owned Secret key as the client secret instead of a generated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<KeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_rotation: Option<SecretRotation>,
+    /// `Delete` (default) removes the Keycloak client with this object; `Orphan` keeps it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "openid-connect")]
+    OpenIdConnect,
+    #[serde(rename = "saml")]
+    Saml,
+    #[serde(rename = "docker-v2")]
+    DockerV2,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OpenIdConnect => "openid-connect",
+            Protocol::Saml => "saml",
+            Protocol::DockerV2 => "docker-v2",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ClientAuthenticatorType {
+    #[default]
+    #[serde(rename = "client-secret")]
+    ClientSecret,
+    #[serde(rename = "client-jwt")]
+    ClientJwt,
+    #[serde(rename = "client-secret-jwt")]
+    ClientSecretJwt,
+    #[serde(rename = "client-x509")]
+    ClientX509,
+}
+
+impl ClientAuthenticatorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthenticatorType::ClientSecret => "client-secret",
+            ClientAuthenticatorType::ClientJwt => "client-jwt",
+            ClientAuthenticatorType::ClientSecretJwt => "client-secret-jwt",
+            ClientAuthenticatorType::ClientX509 => "client-x509",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PkceMethod {
+    S256,
+    #[serde(rename = "plain")]
+    Plain,
+    #[serde(rename = "")]
+    None,
+}
+
+impl PkceMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PkceMethod::S256 => "S256",
+            PkceMethod::Plain => "plain",
+            PkceMethod::None => "",
+        }
+    }
+}
+
+/// The bulk of a client's behaviour. Defaults are materialised, so these are always managed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSettings {
+    #[serde(default)]
+    pub always_display_in_console: bool,
+    #[serde(default)]
+    pub client_authenticator_type: ClientAuthenticatorType,
+    #[serde(default = "default_true")]
+    pub standard_flow_enabled: bool,
+    #[serde(default)]
+    pub implicit_flow_enabled: bool,
+    #[serde(default = "default_true")]
+    pub direct_access_grants_enabled: bool,
+    #[serde(default)]
+    pub service_accounts_enabled: bool,
+    #[serde(default)]
+    pub consent_required: bool,
+    #[serde(default = "default_true")]
+    pub display_on_consent_screen: bool,
+    #[serde(default = "default_true")]
+    pub include_in_token_scope: bool,
+    #[serde(default = "default_true")]
+    pub frontchannel_logout: bool,
+    #[serde(default = "default_true")]
+    pub full_scope_allowed: bool,
+    #[serde(default)]
+    pub authorization_services_enabled: bool,
+    /// Seconds; omitted means the realm's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_lifespan: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_lifespan: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_session_idle_timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_session_max_lifespan: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkce_code_challenge_method: Option<PkceMethod>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            always_display_in_console: false,
+            client_authenticator_type: ClientAuthenticatorType::ClientSecret,
+            standard_flow_enabled: true,
+            implicit_flow_enabled: false,
+            direct_access_grants_enabled: true,
+            service_accounts_enabled: false,
+            consent_required: false,
+            display_on_consent_screen: true,
+            include_in_token_scope: true,
+            frontchannel_logout: true,
+            full_scope_allowed: true,
+            authorization_services_enabled: false,
+            access_token_lifespan: None,
+            refresh_token_lifespan: None,
+            client_session_idle_timeout: None,
+            client_session_max_lifespan: None,
+            pkce_code_challenge_method: None,
+        }
+    }
+}
+
+/// Realm flow aliases that override the realm's bindings for this client.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationFlows {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_flow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_grant_flow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_authentication_flow: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtocolMapper {
+    pub name: String,
+    #[serde(default = "default_protocol_name")]
+    pub protocol: String,
+    /// Mapper type, e.g. `oidc-audience-mapper`, `oidc-hardcoded-claim-mapper`.
+    pub protocol_mapper: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_protocol_name() -> String {
+    "openid-connect".to_string()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountRoles {
+    /// Realm role names granted to the service-account user; omitted = not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm_roles: Option<Vec<String>>,
+    /// Client id → role names granted; only the clients listed are managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_roles: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SecretMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRotation {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Interval such as `90d`, `24h`, `30m` or `10s`.
+    #[serde(default = "default_rotation_period")]
+    pub rotation_period: String,
+    /// Optional `HH:MM` wall-clock time at which a due rotation happens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_time: Option<String>,
+    /// IANA time zone of `rotationTime`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// How long the previous secret keeps working after a rotation, e.g. `1h`. Omitted: it stops at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<String>,
+}
+
+fn default_rotation_period() -> String {
+    "90d".to_string()
+}
+
+fn default_timezone() -> String {
+    "UTC".to_string()
+}
+
+// ---- Authorization Services -------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PolicyEnforcementMode {
+    #[default]
+    Enforcing,
+    Permissive,
+    Disabled,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DecisionStrategy {
+    #[default]
+    Unanimous,
+    Affirmative,
+    Consensus,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Logic {
+    #[default]
+    Positive,
+    Negative,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSettings {
+    #[serde(default)]
+    pub policy_enforcement_mode: PolicyEnforcementMode,
+    #[serde(default)]
+    pub decision_strategy: DecisionStrategy,
+    #[serde(default = "default_true")]
+    pub allow_remote_resource_management: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<AuthzScope>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<AuthzResource>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<AuthzPolicies>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<AuthzPermissions>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzScope {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_uri: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzResource {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub uris: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub owner_managed_access: bool,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzPolicies {
+    #[serde(default)]
+    pub allow_java_script_policies: bool,
+    #[serde(default)]
+    pub role_policies: Vec<RolePolicy>,
+    #[serde(default)]
+    pub user_policies: Vec<UserPolicy>,
+    #[serde(default)]
+    pub group_policies: Vec<GroupPolicy>,
+    #[serde(default)]
+    pub client_policies: Vec<ClientPolicy>,
+    #[serde(default)]
+    pub time_policies: Vec<TimePolicy>,
+    #[serde(default)]
+    pub regex_policies: Vec<RegexPolicy>,
+    #[serde(default)]
+    pub aggregate_policies: Vec<AggregatePolicy>,
+    #[serde(default)]
+    pub javascript_policies: Vec<JavaScriptPolicy>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolePolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    pub roles: Vec<RolePolicyRole>,
+    #[serde(default = "default_true")]
+    pub fetch_roles: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct RolePolicyRole {
+    /// A realm role name, or a client role written `clientId/role`.
+    pub name: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct UserPolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    pub users: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupPolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    pub groups: Vec<String>,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+}
+
+fn default_groups_claim() -> String {
+    "groups".to_string()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ClientPolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    pub clients: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimePolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_on_or_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_month: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_month_end: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month_end: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub year: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub year_end: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour_end: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minute: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minute_end: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexPolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    pub target_claim: String,
+    pub pattern: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AggregatePolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    #[serde(default)]
+    pub decision_strategy: DecisionStrategy,
+    pub policies: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct JavaScriptPolicy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub logic: Logic,
+    pub code: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthzPermissions {
+    #[serde(default)]
+    pub resource_permissions: Vec<ResourcePermission>,
+    #[serde(default)]
+    pub scope_permissions: Vec<ScopePermission>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcePermission {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub decision_strategy: DecisionStrategy,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    pub policies: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopePermission {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub decision_strategy: DecisionStrategy,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub policies: Vec<String>,
+}
+
+// ---- Status -----------------------------------------------------------------------------------
+
+/// What kco last observed and did. Every field here is declared in the CRD schema.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeycloakClientStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Keycloak's internal id (UUID) of the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_client: Option<bool>,
+    /// `namespace/name` of the KeycloakInstance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keycloak_instance: Option<String>,
+    /// Name of the managed Secret, when one is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_granted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_mappers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_health_check: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconcile_event_time: Option<String>,
+    /// RFC 3339 time of the last secret rotation kco made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Provisioning,
+    Reconciling,
+    Ready,
+    Updating,
+    Degraded,
+    Failed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub auth: String,
+    pub token: String,
+    pub userinfo: String,
+    pub jwks: String,
+    pub logout: String,
+}
+
+impl Endpoints {
+    /// The OIDC endpoints of `realm` as seen by consumers at `public_url`.
+    pub fn for_realm(public_url: &str, realm: &str) -> Self {
+        let issuer = format!("{}/realms/{}", public_url.trim_end_matches('/'), realm);
+        let oidc = format!("{issuer}/protocol/openid-connect");
+        Self {
+            auth: format!("{oidc}/auth"),
+            token: format!("{oidc}/token"),
+            userinfo: format!("{oidc}/userinfo"),
+            jwks: format!("{oidc}/certs"),
+            logout: format!("{oidc}/logout"),
+            issuer,
+        }
+    }
+}
+
+impl KeycloakClient {
+    /// Name of the managed Secret.
+    pub fn secret_name(&self) -> String {
+        match &self.spec.secret_name {
+            Some(n) => n.clone(),
+            None => format!("{}-credentials", kube::ResourceExt::name_any(self)),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The kco custom resources: `KeycloakClient`, `KeycloakRealm` and `KeycloakInstance` (group `kco.dev`, v1).
+//! Types, defaults and schema only; no IO lives here.
+
+mod client;
+mod common;
+mod instance;
+mod realm;
+
+pub use client::*;
+pub use common::*;
+pub use instance::*;
+pub use realm::*;
+
+/// The API group of every kco resource.
+pub const GROUP: &str = "kco.dev";
+/// The group the reference operator used; the CLI accepts it as an alias of [`GROUP`].
+pub const LEGACY_GROUP: &str = "vriesdemichael.github.io";
+/// Finalizer that kco holds on a KeycloakClient while the Keycloak client exists.
+pub const CLIENT_FINALIZER: &str = "kco.dev/cleanup";
+/// Field manager used for every server-side apply kco makes.
+pub const FIELD_MANAGER: &str = "kco";
+/// Label put on every object kco writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "kco";
+/// Annotation that lets a KeycloakClient take over a Keycloak client it did not create.
+pub const ADOPT_ANNOTATION: &str = "kco.dev/adopt";
+
+/// Every CRD kco serves, in a stable order.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    use kube::CustomResourceExt;
+    vec![KeycloakInstance::crd(), KeycloakRealm::crd(), KeycloakClient::crd()]
+}

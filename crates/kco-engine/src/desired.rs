@@ -1,0 +1,125 @@
+//! The desired Keycloak client representation built from a spec: only the fields the spec manages.
+
+use std::collections::BTreeMap;
+
+use kco_api::KeycloakClientSpec;
+use serde_json::{Map, Value, json};
+
+use crate::OWNER_ATTRIBUTE;
+
+/// Who owns a Keycloak client, written into its attributes so no other object takes it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl Owner {
+    pub fn attribute_value(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.name, self.uid)
+    }
+}
+
+/// Top-level fields compared as unordered sets (Keycloak keeps them as sets).
+pub const SET_FIELDS: &[&str] = &["redirectUris", "webOrigins"];
+
+/// The managed part of a Keycloak client: top-level representation fields and attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredClient {
+    pub client_id: String,
+    /// Top-level fields of the ClientRepresentation that the spec manages.
+    pub fields: Map<String, Value>,
+    /// Attributes the spec manages (Keycloak stores every attribute as a string).
+    pub attributes: BTreeMap<String, String>,
+    /// Scope lists, when managed (at creation they go in the POST; later through their own endpoints).
+    pub default_client_scopes: Option<Vec<String>>,
+    pub optional_client_scopes: Option<Vec<String>>,
+}
+
+impl DesiredClient {
+    pub fn from_spec(spec: &KeycloakClientSpec, owner: Option<&Owner>) -> Self {
+        let s = &spec.settings;
+        let mut f = Map::new();
+        f.insert("clientId".into(), json!(spec.client_id));
+        f.insert("enabled".into(), json!(true));
+        f.insert("protocol".into(), json!(spec.protocol.as_str()));
+        f.insert("publicClient".into(), json!(spec.public_client));
+        f.insert("bearerOnly".into(), json!(spec.bearer_only));
+        put_opt(&mut f, "name", spec.client_name.as_ref().map(|v| json!(v)));
+        put_opt(&mut f, "description", spec.description.as_ref().map(|v| json!(v)));
+        put_opt(&mut f, "redirectUris", spec.redirect_uris.as_ref().map(|v| json!(v)));
+        put_opt(&mut f, "webOrigins", spec.web_origins.as_ref().map(|v| json!(v)));
+        put_opt(&mut f, "rootUrl", spec.root_url.as_ref().map(|v| json!(v)));
+        put_opt(&mut f, "adminUrl", spec.admin_url.as_ref().map(|v| json!(v)));
+        put_opt(&mut f, "baseUrl", spec.base_url.as_ref().map(|v| json!(v)));
+        f.insert("alwaysDisplayInConsole".into(), json!(s.always_display_in_console));
+        f.insert("clientAuthenticatorType".into(), json!(s.client_authenticator_type.as_str()));
+        f.insert("standardFlowEnabled".into(), json!(s.standard_flow_enabled));
+        f.insert("implicitFlowEnabled".into(), json!(s.implicit_flow_enabled));
+        f.insert("directAccessGrantsEnabled".into(), json!(s.direct_access_grants_enabled));
+        f.insert("serviceAccountsEnabled".into(), json!(s.service_accounts_enabled));
+        f.insert("consentRequired".into(), json!(s.consent_required));
+        f.insert("frontchannelLogout".into(), json!(s.frontchannel_logout));
+        f.insert("fullScopeAllowed".into(), json!(s.full_scope_allowed));
+        f.insert("authorizationServicesEnabled".into(), json!(s.authorization_services_enabled));
+
+        let mut a = BTreeMap::new();
+        a.insert("display.on.consent.screen".into(), s.display_on_consent_screen.to_string());
+        a.insert("include.in.token.scope".into(), s.include_in_token_scope.to_string());
+        if let Some(v) = s.access_token_lifespan {
+            a.insert("access.token.lifespan".into(), v.to_string());
+        }
+        if let Some(v) = s.client_session_idle_timeout {
+            a.insert("client.session.idle.timeout".into(), v.to_string());
+        }
+        if let Some(v) = s.client_session_max_lifespan {
+            a.insert("client.session.max.lifespan".into(), v.to_string());
+        }
+        if let Some(v) = s.refresh_token_lifespan {
+            // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
+            // timeout is the client-level knob that bounds how long a refresh token stays usable.
+            a.insert("client.offline.session.idle.timeout".into(), v.to_string());
+        }
+        if let Some(m) = s.pkce_code_challenge_method {
+            a.insert("pkce.code.challenge.method".into(), m.as_str().to_string());
+        }
+        if let Some(uris) = &spec.post_logout_redirect_uris {
+            a.insert("post.logout.redirect.uris".into(), uris.join("##"));
+        }
+        if let Some(extra) = &spec.attributes {
+            for (k, v) in extra {
+                a.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(o) = owner {
+            a.insert(OWNER_ATTRIBUTE.into(), o.attribute_value());
+        }
+        Self {
+            client_id: spec.client_id.clone(),
+            fields: f,
+            attributes: a,
+            default_client_scopes: spec.default_client_scopes.clone(),
+            optional_client_scopes: spec.optional_client_scopes.clone(),
+        }
+    }
+
+    /// The full representation for a POST that creates the client.
+    pub fn create_representation(&self) -> Value {
+        let mut rep = self.fields.clone();
+        rep.insert("attributes".into(), json!(self.attributes));
+        if let Some(v) = &self.default_client_scopes {
+            rep.insert("defaultClientScopes".into(), json!(v));
+        }
+        if let Some(v) = &self.optional_client_scopes {
+            rep.insert("optionalClientScopes".into(), json!(v));
+        }
+        Value::Object(rep)
+    }
+}
+
+fn put_opt(f: &mut Map<String, Value>, key: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        f.insert(key.into(), v);
+    }
+}

@@ -1,0 +1,16 @@
+//! The engine both fronts share: validate (pure) → plan (pure) → apply (Keycloak calls).
+//! Kubernetes stays outside: the operator and the CLI hand in a spec and take back credentials.
+
+pub mod apply;
+pub mod desired;
+pub mod plan;
+pub mod secret;
+pub mod validate;
+
+pub use apply::{ApplyOutcome, apply_plan};
+pub use desired::{DesiredClient, Owner};
+pub use plan::{ClientOperation, ClientPlan, plan_client};
+pub use validate::{ValidationError, validate_client};
+
+/// Client attribute naming the KeycloakClient that owns a Keycloak client: `namespace/name/uid`.
+pub const OWNER_ATTRIBUTE: &str = "kco.dev/owner";

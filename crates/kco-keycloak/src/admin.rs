@@ -1,0 +1,332 @@
+//! The authenticated Admin API client of one Keycloak instance.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::error::{Error, ErrorKind};
+use crate::metrics::RequestMetrics;
+
+/// How kco authenticates to the Admin API.
+pub enum AdminCredentials {
+    /// A user of the admin realm, through the `admin-cli` client (password grant).
+    Password { username: String, password: SecretString },
+    /// A service-account client of the admin realm (client-credentials grant).
+    ClientCredentials { client_id: String, client_secret: SecretString },
+}
+
+impl std::fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminCredentials::Password { username, .. } => {
+                f.debug_struct("Password").field("username", username).finish_non_exhaustive()
+            }
+            AdminCredentials::ClientCredentials { client_id, .. } => {
+                f.debug_struct("ClientCredentials").field("client_id", client_id).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct KeycloakAdminConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8080` (no `/admin`).
+    pub url: String,
+    /// Realm the credentials belong to (usually `master`).
+    pub admin_realm: String,
+    pub credentials: AdminCredentials,
+    /// Extra PEM CA certificates to trust.
+    pub ca_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+struct CachedToken {
+    access_token: SecretString,
+    refresh_at: Instant,
+}
+
+/// Admin API client. Cheap to share behind an `Arc`; the token is fetched once and refreshed before
+/// it expires (or after a 401), never per request.
+pub struct KeycloakAdmin {
+    http: reqwest::Client,
+    base: Url,
+    admin_realm: String,
+    credentials: AdminCredentials,
+    token: Mutex<Option<CachedToken>>,
+    metrics: RequestMetrics,
+}
+
+impl std::fmt::Debug for KeycloakAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeycloakAdmin")
+            .field("base", &self.base.as_str())
+            .field("admin_realm", &self.admin_realm)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refresh this long before the token's own expiry so no request goes out with a dying token.
+const TOKEN_SLACK: Duration = Duration::from_secs(15);
+
+impl KeycloakAdmin {
+    pub fn new(config: KeycloakAdminConfig, metrics: RequestMetrics) -> Result<Self, Error> {
+        let base = Url::parse(config.url.trim_end_matches('/'))
+            .map_err(|e| Error::new(ErrorKind::BadRequest, "parse Keycloak URL", format!("{:?}: {e}", config.url)))?;
+        if base.cannot_be_a_base() {
+            return Err(Error::new(ErrorKind::BadRequest, "parse Keycloak URL", "not an http(s) URL"));
+        }
+        let mut builder = reqwest::Client::builder().timeout(config.timeout).connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = &config.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::new(ErrorKind::BadRequest, "read CA bundle", e.to_string()))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| Error::new(ErrorKind::Protocol, "build HTTP client", e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            admin_realm: config.admin_realm,
+            credentials: config.credentials,
+            token: Mutex::new(None),
+            metrics,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn access_token(&self, force: bool) -> Result<SecretString, Error> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref()
+            && !force
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.access_token.clone());
+        }
+        let url = self.url(&["realms", &self.admin_realm, "protocol", "openid-connect", "token"]);
+        let form: Vec<(&str, &str)> = match &self.credentials {
+            AdminCredentials::Password { username, password } => vec![
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", username),
+                ("password", password.expose_secret()),
+            ],
+            AdminCredentials::ClientCredentials { client_id, client_secret } => vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", client_secret.expose_secret()),
+            ],
+        };
+        self.metrics.inc("POST", "token");
+        let what = "obtain admin token".to_string();
+        let resp = self.http.post(url).form(&form).send().await.map_err(|e| transport(what.clone(), &e))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| transport(what.clone(), &e))?;
+        if !status.is_success() {
+            // The token endpoint answers 400/401 invalid_grant for bad credentials: report as 401.
+            let code = if status == StatusCode::BAD_REQUEST { 401 } else { status.as_u16() };
+            return Err(Error::from_status(code, what, &body));
+        }
+        let v: Value =
+            serde_json::from_str(&body).map_err(|e| Error::new(ErrorKind::Protocol, what.clone(), e.to_string()))?;
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::new(ErrorKind::Protocol, what.clone(), "no access_token in the answer"))?;
+        let expires_in = v.get("expires_in").and_then(Value::as_u64).unwrap_or(60);
+        let lifetime = Duration::from_secs(expires_in);
+        let refresh_at = Instant::now() + lifetime.saturating_sub(TOKEN_SLACK).max(lifetime / 2);
+        let access_token = SecretString::from(token.to_string());
+        *cached = Some(CachedToken { access_token: access_token.clone(), refresh_at });
+        Ok(access_token)
+    }
+
+    /// Send one request to `/admin/realms/<segments>`; see [`Self::request`].
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        kind: &str,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), Error> {
+        let mut path = vec!["admin", "realms"];
+        path.extend_from_slice(segments);
+        self.request(method, &path, query, body, kind).await
+    }
+
+    /// Send one Admin API request; `kind` labels the metric. Retries once with a fresh token on 401.
+    async fn request(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        kind: &str,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), Error> {
+        let url = self.url(path);
+        let what = format!("{method} {}", url.path());
+        let mut force = false;
+        loop {
+            let token = self.access_token(force).await?;
+            let mut req = self.http.request(method.clone(), url.clone()).bearer_auth(token.expose_secret());
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            self.metrics.inc(method.as_str(), kind);
+            let resp = req.send().await.map_err(|e| transport(what.clone(), &e))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !force {
+                force = true;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            let text = resp.text().await.map_err(|e| transport(what.clone(), &e))?;
+            if !status.is_success() {
+                return Err(Error::from_status(status.as_u16(), what, &text));
+            }
+            return Ok((status, headers, text));
+        }
+    }
+
+    pub async fn get(&self, segments: &[&str], query: &[(&str, &str)], kind: &str) -> Result<Value, Error> {
+        let (_, _, text) = self.send(Method::GET, segments, query, None, kind).await?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Protocol, format!("GET {kind}"), e.to_string()))
+    }
+
+    /// POST; returns the id at the end of the `Location` header when Keycloak sends one, else the body.
+    pub async fn post(&self, segments: &[&str], body: &Value, kind: &str) -> Result<PostResult, Error> {
+        let (_, headers, text) = self.send(Method::POST, segments, &[], Some(body), kind).await?;
+        let created_id = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.rsplit('/').next())
+            .map(str::to_string);
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
+        Ok(PostResult { created_id, body })
+    }
+
+    pub async fn put(&self, segments: &[&str], body: &Value, kind: &str) -> Result<(), Error> {
+        self.send(Method::PUT, segments, &[], Some(body), kind).await.map(|_| ())
+    }
+
+    pub async fn delete(&self, segments: &[&str], body: Option<&Value>, kind: &str) -> Result<(), Error> {
+        self.send(Method::DELETE, segments, &[], body, kind).await.map(|_| ())
+    }
+
+    // ---- typed helpers for the calls kco makes on every reconcile --------------------------------
+
+    /// Whether a realm exists (GET, 404 → false).
+    pub async fn realm_exists(&self, realm: &str) -> Result<bool, Error> {
+        match self.get(&[realm], &[], "realm").await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create_realm(&self, realm: &str) -> Result<(), Error> {
+        let body = serde_json::json!({ "realm": realm, "enabled": true });
+        self.send(Method::POST, &[], &[], Some(&body), "realm").await.map(|_| ())
+    }
+
+    /// Look a client up by its clientId (exact match, one request, never a full listing).
+    /// `Ok(None)` when the realm has no such client; a missing realm is an error of kind NotFound.
+    pub async fn find_client(&self, realm: &str, client_id: &str) -> Result<Option<Value>, Error> {
+        let v = self.get(&[realm, "clients"], &[("clientId", client_id)], "client").await?;
+        Ok(v.as_array()
+            .and_then(|a| a.iter().find(|c| c.get("clientId").and_then(Value::as_str) == Some(client_id)).cloned()))
+    }
+
+    /// GET a client by internal id; `Ok(None)` on 404.
+    pub async fn get_client(&self, realm: &str, id: &str) -> Result<Option<Value>, Error> {
+        match self.get(&[realm, "clients", id], &[], "client").await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create a client; returns its internal id.
+    pub async fn create_client(&self, realm: &str, rep: &Value) -> Result<String, Error> {
+        let r = self.post(&[realm, "clients"], rep, "client").await?;
+        r.created_id.ok_or_else(|| Error::new(ErrorKind::Protocol, "create client", "no Location header in the answer"))
+    }
+
+    pub async fn update_client(&self, realm: &str, id: &str, rep: &Value) -> Result<(), Error> {
+        self.put(&[realm, "clients", id], rep, "client").await
+    }
+
+    /// Delete a client; an already-missing client counts as deleted.
+    pub async fn delete_client(&self, realm: &str, id: &str) -> Result<(), Error> {
+        match self.delete(&[realm, "clients", id], None, "client").await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The client's current secret.
+    pub async fn client_secret(&self, realm: &str, id: &str) -> Result<SecretString, Error> {
+        let v = self.get(&[realm, "clients", id, "client-secret"], &[], "client-secret").await?;
+        secret_value(&v)
+    }
+
+    /// Generate a new secret (POST); returns it.
+    pub async fn regenerate_client_secret(&self, realm: &str, id: &str) -> Result<SecretString, Error> {
+        let r = self.post(&[realm, "clients", id, "client-secret"], &Value::Null, "client-secret").await?;
+        secret_value(&r.body)
+    }
+
+    /// Keycloak's version, from the master realm's server info.
+    pub async fn server_version(&self) -> Result<String, Error> {
+        let (_, _, text) = self.request(Method::GET, &["admin", "serverinfo"], &[], None, "serverinfo").await?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Protocol, "server info", e.to_string()))?;
+        Ok(v.pointer("/systemInfo/version").and_then(Value::as_str).unwrap_or("unknown").to_string())
+    }
+}
+
+pub struct PostResult {
+    pub created_id: Option<String>,
+    pub body: Value,
+}
+
+fn secret_value(v: &Value) -> Result<SecretString, Error> {
+    v.get("value")
+        .and_then(Value::as_str)
+        .map(|s| SecretString::from(s.to_string()))
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, "read client secret", "no value in the answer"))
+}
+
+fn transport(what: String, e: &reqwest::Error) -> Error {
+    // reqwest's Display can include the URL but never a body or header, so it carries no credential.
+    let mut detail = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    Error::new(ErrorKind::Unreachable, what, detail)
+}

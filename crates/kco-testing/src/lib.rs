@@ -1,0 +1,360 @@
+//! Helpers for integration tests against the real environment of `dev/testenv`: a kube client, the
+//! Keycloak admin API, fresh namespaces, the operator as a child process, and token checks.
+//! Nothing here fakes Keycloak or Kubernetes; when the environment is missing, tests fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+/// The environment `dev/testenv up` started, read from the variables `.testenv/env.sh` exports.
+#[derive(Clone)]
+pub struct Env {
+    pub kube: Client,
+    pub keycloak_url: String,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub http: reqwest::Client,
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+fn required(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: integration tests need the real environment. Run `dev/testenv up` and \
+             `. .testenv/env.sh` first (dev/test does both). These tests fail rather than skip."
+        )
+    })
+}
+
+impl Env {
+    /// Connect to the environment and make sure it answers; panics with the reason when it does not.
+    pub async fn connect() -> Env {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        required("KUBECONFIG");
+        let keycloak_url = required("KEYCLOAK_URL").trim_end_matches('/').to_string();
+        let env = Env {
+            kube: Client::try_default().await.expect("build a kube client from KUBECONFIG"),
+            keycloak_url,
+            admin_user: required("KEYCLOAK_ADMIN_USER"),
+            admin_password: required("KEYCLOAK_ADMIN_PASSWORD"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        };
+        env.kube.apiserver_version().await.unwrap_or_else(|e| {
+            panic!("kube-apiserver from KUBECONFIG does not answer ({e}); is `dev/testenv up` running?")
+        });
+        env.keycloak_admin_token().await;
+        CRDS.get_or_init(|| env.install_crds()).await;
+        env
+    }
+
+    /// Apply every kco CRD with server-side apply and wait until each is Established.
+    async fn install_crds(&self) {
+        let api: Api<CustomResourceDefinition> = Api::all(self.kube.clone());
+        for crd in kco_api::crds() {
+            let name = crd.metadata.name.clone().unwrap();
+            api.patch(&name, &PatchParams::apply("kco-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+            wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || async {
+                let c = api.get(&name).await.ok()?;
+                let established = c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// A master-realm admin token for the test's own Keycloak checks.
+    pub async fn keycloak_admin_token(&self) -> String {
+        let url = format!("{}/realms/master/protocol/openid-connect/token", self.keycloak_url);
+        let resp = self
+            .http
+            .post(&url)
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", &self.admin_user),
+                ("password", &self.admin_password),
+            ])
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("Keycloak at {} does not answer ({e}); is `dev/testenv up` running?", self.keycloak_url)
+            });
+        assert!(resp.status().is_success(), "admin login to Keycloak failed: {}", resp.status());
+        let v: Value = resp.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// GET an Admin API path (below /admin/realms); `None` on 404.
+    pub async fn keycloak_get(&self, path: &str) -> Option<Value> {
+        let token = self.keycloak_admin_token().await;
+        let resp = self
+            .http
+            .get(format!("{}/admin/realms/{}", self.keycloak_url, path.trim_start_matches('/')))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        Some(resp.json().await.unwrap())
+    }
+
+    /// Send an Admin API request with a JSON body (below /admin/realms); panics unless it succeeds.
+    pub async fn keycloak_send(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
+        let token = self.keycloak_admin_token().await;
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}/admin/realms/{}", self.keycloak_url, path.trim_start_matches('/')))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(
+            resp.status().is_success(),
+            "{method} {path}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Create a fresh namespace `<prefix>-<unique>`; tests never wait for namespace deletion.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", unique());
+        let api: Api<Namespace> = Api::all(self.kube.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &ns).await.unwrap();
+        name
+    }
+
+    /// In `ns`: the admin Secret, a KeycloakInstance `local` and a KeycloakRealm `realm` for Keycloak
+    /// realm `realm_name`, granting `ns`.
+    pub async fn keycloak_setup(&self, ns: &str, realm_name: &str) {
+        self.apply(
+            ns,
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keycloak-admin"},
+                "stringData": {"username": self.admin_user, "password": self.admin_password}
+            }),
+        )
+        .await;
+        self.apply(
+            ns,
+            json!({
+                "apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "local"},
+                "spec": {"url": self.keycloak_url, "adminSecretRef": {"name": "keycloak-admin"}}
+            }),
+        )
+        .await;
+        self.apply(
+            ns,
+            json!({
+                "apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
+                "spec": {"realmName": realm_name, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": [ns]}
+            }),
+        )
+        .await;
+    }
+
+    /// Server-side apply of any namespaced object given as JSON.
+    pub async fn apply(&self, ns: &str, obj: Value) {
+        let (api, name) = self.dynamic(ns, &obj).await;
+        api.patch(&name, &PatchParams::apply("kco-tests").force(), &Patch::Apply(&obj))
+            .await
+            .unwrap_or_else(|e| panic!("apply {} {ns}/{name}: {e}", obj["kind"]));
+    }
+
+    /// Delete a namespaced object given as JSON (kind, apiVersion, metadata.name).
+    pub async fn delete(&self, ns: &str, obj: Value) {
+        let (api, name) = self.dynamic(ns, &obj).await;
+        api.delete(&name, &Default::default()).await.unwrap();
+    }
+
+    async fn dynamic(&self, ns: &str, obj: &Value) -> (Api<kube::api::DynamicObject>, String) {
+        let gvk = kube::api::GroupVersionKind::try_from(&kube::api::TypeMeta {
+            api_version: obj["apiVersion"].as_str().unwrap().to_string(),
+            kind: obj["kind"].as_str().unwrap().to_string(),
+        })
+        .unwrap();
+        let (ar, _) = kube::discovery::pinned_kind(&self.kube, &gvk).await.unwrap();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        (Api::namespaced_with(self.kube.clone(), ns, &ar), name)
+    }
+
+    /// The object as JSON, or `None` when it does not exist.
+    pub async fn get(&self, ns: &str, api_version: &str, kind: &str, name: &str) -> Option<Value> {
+        let obj = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
+        let (api, _) = self.dynamic(ns, &obj).await;
+        api.get_opt(name).await.unwrap().map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    pub async fn client_status(&self, ns: &str, name: &str) -> Value {
+        self.get(ns, "kco.dev/v1", "KeycloakClient", name).await.map(|o| o["status"].clone()).unwrap_or(Value::Null)
+    }
+
+    /// Wait until the KeycloakClient reaches `phase`; returns its status.
+    pub async fn wait_phase(&self, ns: &str, name: &str, phase: &str, timeout: Duration) -> Value {
+        let what = format!("KeycloakClient {ns}/{name} phase {phase}");
+        wait_for(&what, timeout, || async {
+            let s = self.client_status(ns, name).await;
+            (s["phase"] == phase).then_some(s)
+        })
+        .await
+    }
+
+    /// The Secret's data, decoded.
+    pub async fn secret_data(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), ns);
+        let s = api.get_opt(name).await.unwrap()?;
+        Some(s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8(v.0).unwrap())).collect())
+    }
+
+    /// A client-credentials grant with HTTP Basic auth, as a consumer would make it.
+    pub async fn client_credentials(
+        &self,
+        token_endpoint: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Value, String> {
+        let resp = self
+            .http
+            .post(token_endpoint)
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}: {body}"));
+        }
+        Ok(jwt_claims(body["access_token"].as_str().ok_or("no access_token")?))
+    }
+}
+
+/// The claims of a JWT (not verified: the test got it straight from Keycloak).
+pub fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A short unique suffix for names, unique across test processes.
+pub fn unique() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 100_000_000;
+    format!("{}{:x}{}", t, std::process::id() % 4096, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Poll `f` every 250 ms until it yields `Some`, or panic after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The operator (`kco run`) as a child process watching one namespace; killed when dropped.
+pub struct Operator {
+    child: tokio::process::Child,
+    pub metrics_url: String,
+    pub log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Operator {
+    /// Start `bin run --namespace ns` plus `args`; waits until /readyz answers.
+    pub async fn start(bin: &str, ns: &str, args: &[&str]) -> Operator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.testenv/logs/operator");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{ns}-{}.log", unique()));
+        let file = std::fs::File::create(&log).unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let child = tokio::process::Command::new(bin)
+            .args(["run", "--namespace", ns, "--metrics-addr", &addr])
+            .args(args)
+            .env("RUST_LOG", std::env::var("KCO_TEST_LOG").unwrap_or_else(|_| "info,kco=debug".into()))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let op = Operator { child, metrics_url: format!("http://{addr}/metrics"), log, http: reqwest::Client::new() };
+        let ready = format!("http://{addr}/readyz");
+        wait_for("operator /readyz", Duration::from_secs(30), || async {
+            let r = op.http.get(&ready).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        op
+    }
+
+    /// Sum of a counter over the series whose labels include all of `labels`.
+    pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let text = self.http.get(&self.metrics_url).send().await.unwrap().text().await.unwrap();
+        let mut total = 0.0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            let rest = rest.strip_prefix("_total").unwrap_or(rest);
+            let (lbls, value) = match rest.strip_prefix('{') {
+                Some(r) => {
+                    let Some((l, v)) = r.split_once('}') else {
+                        continue;
+                    };
+                    (l, v)
+                }
+                None if rest.starts_with(' ') => ("", rest),
+                None => continue,
+            };
+            if labels.iter().all(|(k, v)| lbls.contains(&format!("{k}=\"{v}\""))) {
+                total += value.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        total as u64
+    }
+
+    /// Keycloak writes so far (POST, PUT, DELETE on anything but the admin token).
+    pub async fn keycloak_writes(&self) -> u64 {
+        let mut n = 0;
+        for m in ["POST", "PUT", "DELETE"] {
+            n += self.counter("kco_keycloak_requests", &[("method", m)]).await;
+        }
+        n - self.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "token")]).await
+    }
+
+    pub async fn kubernetes_writes(&self) -> u64 {
+        self.counter("kco_kubernetes_writes", &[]).await
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -1,0 +1,48 @@
+//! kco: Keycloak OAuth2/OIDC clients as code. `kco run` is the operator; the other subcommands are
+//! the CLI. Both drive the same engine (kco-engine).
+
+mod cli;
+mod http;
+mod operator;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kco", version, about = "Keycloak clients as code: operator and CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator: watch KeycloakClients and keep Keycloak and their Secrets as declared.
+    Run(operator::RunArgs),
+    /// Print the CustomResourceDefinitions of every kco resource as YAML.
+    Crd,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // kube and reqwest both use rustls: make aws-lc-rs the one process-wide provider before either starts.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            init_tracing(&args.log_format);
+            operator::run(args).await
+        }
+        Command::Crd => cli::print_crds(),
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,334 @@
+//! Reconcile of one KeycloakClient: apply (read → validate → plan → apply → Secret → status) and
+//! cleanup (delete the Keycloak client unless told to orphan it).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kco_api::{
+    ADOPT_ANNOTATION, CLIENT_FINALIZER, DeletionPolicy, Endpoints, KeycloakClient, KeycloakClientStatus, KeycloakRealm,
+    Phase,
+};
+use kco_engine::plan::{Ownership, ownership};
+use kco_engine::secret::{Credentials, render_credentials};
+use kco_engine::{DesiredClient, Owner, apply_plan, plan_client, validate_client};
+use kco_keycloak::{ErrorKind, KeycloakAdmin};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::Value;
+
+use super::context::ResultLabel;
+use super::resolve::{admin_of, grant, realm_of};
+use super::secret::ensure_secret;
+use super::status::write_status;
+use super::{Context, ReconcileError, backoff};
+
+pub async fn reconcile(
+    kc: Arc<KeycloakClient>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
+    let ns = kc.namespace().unwrap_or_default();
+    let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
+    let key = format!("{ns}/{}", kc.name_any());
+    let result = finalizer(&api, CLIENT_FINALIZER, kc, |event| async {
+        match event {
+            Finalizer::Apply(kc) => apply(&kc, &ctx).await,
+            Finalizer::Cleanup(kc) => cleanup(&kc, &ctx).await,
+        }
+    })
+    .await;
+    let label = if result.is_ok() { "ok" } else { "error" };
+    ctx.reconciles.get_or_create(&ResultLabel { result: label.into() }).inc();
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&key);
+    }
+    result
+}
+
+pub fn error_policy(
+    kc: Arc<KeycloakClient>,
+    err: &kube::runtime::finalizer::Error<ReconcileError>,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
+    let n = match ctx.failures.lock() {
+        Ok(mut f) => {
+            let n = f.entry(key.clone()).or_insert(0);
+            *n += 1;
+            *n
+        }
+        Err(_) => 1,
+    };
+    tracing::warn!(object = %key, failures = n, error = %err, "reconcile failed; will retry");
+    backoff(n)
+}
+
+/// The facts status is built from; filled in as the reconcile learns them.
+#[derive(Default)]
+struct Observed {
+    realm: Option<String>,
+    instance: Option<String>,
+    internal_id: Option<String>,
+    endpoints: Option<Endpoints>,
+    granted: Option<(bool, String)>,
+    secret: Option<String>,
+}
+
+impl Observed {
+    fn status(&self, kc: &KeycloakClient, phase: Phase, reason: &str, message: String) -> KeycloakClientStatus {
+        let prev = kc.status.clone().unwrap_or_default();
+        KeycloakClientStatus {
+            phase: Some(phase),
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            observed_generation: kc.metadata.generation,
+            client_id: Some(kc.spec.client_id.clone()),
+            internal_id: self.internal_id.clone().or(prev.internal_id),
+            realm: self.realm.clone().or(prev.realm),
+            public_client: Some(kc.spec.public_client),
+            keycloak_instance: self.instance.clone().or(prev.keycloak_instance),
+            credentials_secret: self.secret.clone(),
+            endpoints: self.endpoints.clone().or(prev.endpoints),
+            authorization_granted: self.granted.as_ref().map(|g| g.0).or(prev.authorization_granted),
+            authorization_message: self.granted.as_ref().map(|g| g.1.clone()).or(prev.authorization_message),
+            created_roles: prev.created_roles,
+            applied_mappers: prev.applied_mappers,
+            last_health_check: prev.last_health_check,
+            last_updated: prev.last_updated,
+            last_reconcile_event_time: prev.last_reconcile_event_time,
+            last_rotation: prev.last_rotation,
+            next_rotation: prev.next_rotation,
+            conditions: prev.conditions,
+        }
+    }
+}
+
+async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
+    let mut seen = Observed::default();
+    match converge(kc, ctx, &mut seen).await {
+        Ok(outcome) => {
+            let message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
+            write_status(ctx, kc, seen.status(kc, Phase::Ready, "Reconciled", message)).await?;
+            if let Some((reason, note)) = outcome {
+                publish(ctx, kc, EventType::Normal, reason, note).await;
+            }
+            Ok(Action::requeue(ctx.resync))
+        }
+        Err(e) => {
+            let (phase, action) = if e.is_transient() {
+                (Phase::Degraded, None)
+            } else {
+                // Blocked: retried when the object, its realm or its Secret changes, and at resync.
+                (Phase::Failed, Some(Action::requeue(ctx.resync)))
+            };
+            let message = e.to_string();
+            let wrote = write_status(ctx, kc, seen.status(kc, phase, e.reason(), message.clone())).await?;
+            if wrote {
+                publish(ctx, kc, EventType::Warning, e.reason(), message).await;
+            }
+            match action {
+                Some(a) => Ok(a),
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// Bring Keycloak and the Secret in line with the spec. Returns an Event to publish when it changed
+/// something.
+async fn converge(
+    kc: &KeycloakClient,
+    ctx: &Context,
+    seen: &mut Observed,
+) -> Result<Option<(&'static str, String)>, ReconcileError> {
+    let ns = kc.namespace().unwrap_or_default();
+    let errors = validate_client(&kc.spec);
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(ReconcileError::blocked("InvalidSpec", list.join("; ")));
+    }
+    let Some(realm) = realm_of(ctx, kc).await? else {
+        return Err(ReconcileError::blocked(
+            "RealmNotFound",
+            format!(
+                "spec.realmRef: KeycloakRealm {}/{} does not exist; create it or fix realmRef",
+                kc.spec.realm_ref.namespace_or(&ns),
+                kc.spec.realm_ref.name
+            ),
+        ));
+    };
+    let realm_name = realm.spec.realm_name.clone();
+    seen.realm = Some(realm_name.clone());
+    let (granted, why) = grant(&realm, &ns);
+    seen.granted = Some((granted, why.clone()));
+    if !granted {
+        return Err(ReconcileError::blocked("NotAuthorized", why));
+    }
+    let (instance, admin) = instance_of(ctx, &realm).await?;
+    let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
+    seen.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
+    seen.endpoints = Some(Endpoints::for_realm(&public_url, &realm_name));
+
+    let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
+    let observed = observe(kc, &admin, &realm, &realm_name).await?;
+    if let Some(o) = &observed {
+        let adopt = kc.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
+        if let Ownership::Foreign(who) = ownership(o, &owner, adopt) {
+            return Err(ReconcileError::blocked(
+                "Conflict",
+                format!(
+                    "client {:?} already exists in realm {realm_name} and belongs to {who}; kco will not take it over. \
+                     Choose another clientId, or annotate this object {ADOPT_ANNOTATION}=true to adopt it",
+                    kc.spec.client_id
+                ),
+            ));
+        }
+    }
+    let existing_id = observed.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string);
+    let desired = DesiredClient::from_spec(&kc.spec, Some(&owner));
+    let plan = plan_client(&desired, observed.as_ref());
+    let outcome = apply_plan(&admin, &realm_name, &plan, existing_id.as_deref()).await?;
+    seen.internal_id = Some(outcome.internal_id.clone());
+    if !plan.is_empty() {
+        tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
+            changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");
+    }
+
+    let mut event = if outcome.created {
+        Some(("Created", format!("created client {} in realm {realm_name}", kc.spec.client_id)))
+    } else if !outcome.changed_fields.is_empty() {
+        let spec_changed = kc.status.as_ref().and_then(|s| s.observed_generation) != kc.metadata.generation;
+        let (reason, verb) =
+            if spec_changed { ("Updated", "updated") } else { ("DriftReverted", "reverted hand-made changes to") };
+        Some((reason, format!("{verb} {}", outcome.changed_fields.join(", "))))
+    } else {
+        None
+    };
+
+    if kc.spec.manage_secret {
+        let secret_name = kc.secret_name();
+        let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
+        let existing = secrets.get_opt(&secret_name).await?;
+        let client_secret = if kc.spec.public_client {
+            None
+        } else {
+            Some(admin.client_secret(&realm_name, &outcome.internal_id).await?)
+        };
+        let data = render_credentials(&Credentials {
+            client_id: kc.spec.client_id.clone(),
+            client_secret,
+            endpoints: Endpoints::for_realm(&public_url, &realm_name),
+        });
+        if ensure_secret(ctx, kc, existing.as_ref(), &data).await? && event.is_none() {
+            event = Some(("SecretWritten", format!("wrote credentials to Secret {secret_name}")));
+        }
+        seen.secret = Some(secret_name);
+    }
+    Ok(event)
+}
+
+async fn instance_of(
+    ctx: &Context,
+    realm: &KeycloakRealm,
+) -> Result<(kco_api::KeycloakInstance, Arc<KeycloakAdmin>), ReconcileError> {
+    admin_of(ctx, realm).await?.ok_or_else(|| {
+        let realm_ns = realm.namespace().unwrap_or_default();
+        ReconcileError::blocked(
+            "InstanceNotFound",
+            format!(
+                "KeycloakRealm {realm_ns}/{}: spec.instanceRef names KeycloakInstance {}/{}, which does not exist",
+                realm.name_any(),
+                realm.spec.instance_ref.namespace_or(&realm_ns),
+                realm.spec.instance_ref.name
+            ),
+        )
+    })
+}
+
+/// The Keycloak client as it is now: by the internal id kco recorded, else by clientId. Creates the
+/// realm when Keycloak lacks it and the KeycloakRealm allows that.
+async fn observe(
+    kc: &KeycloakClient,
+    admin: &KeycloakAdmin,
+    realm: &KeycloakRealm,
+    realm_name: &str,
+) -> Result<Option<Value>, ReconcileError> {
+    let status = kc.status.as_ref();
+    if let (Some(id), Some(r)) =
+        (status.and_then(|s| s.internal_id.as_deref()), status.and_then(|s| s.realm.as_deref()))
+        && r == realm_name
+    {
+        match admin.get_client(realm_name, id).await {
+            Ok(Some(c)) if c.get("clientId").and_then(Value::as_str) == Some(&kc.spec.client_id) => {
+                return Ok(Some(c));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match admin.find_client(realm_name, &kc.spec.client_id).await {
+        Ok(found) => Ok(found),
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            if !realm.spec.create_realm {
+                return Err(ReconcileError::blocked(
+                    "RealmMissingInKeycloak",
+                    format!(
+                        "realm {realm_name} does not exist in Keycloak and the KeycloakRealm has createRealm: false; create the realm or set createRealm: true"
+                    ),
+                ));
+            }
+            admin.create_realm(realm_name).await?;
+            tracing::info!(realm = realm_name, "created realm in Keycloak");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = kc.namespace().unwrap_or_default();
+    if kc.spec.deletion_policy == DeletionPolicy::Orphan {
+        tracing::info!(object = %format!("{ns}/{}", kc.name_any()), "deletionPolicy Orphan: keeping the Keycloak client");
+        return Ok(Action::await_change());
+    }
+    // A realm or instance that is already gone counts as cleaned up: there is nothing left to reach.
+    let Some(realm) = realm_of(ctx, kc).await? else {
+        return Ok(Action::await_change());
+    };
+    if !grant(&realm, &ns).0 {
+        tracing::warn!(object = %format!("{ns}/{}", kc.name_any()), "namespace not granted by the realm: leaving the Keycloak client untouched");
+        return Ok(Action::await_change());
+    }
+    let Some((_, admin)) = admin_of(ctx, &realm).await? else {
+        return Ok(Action::await_change());
+    };
+    let realm_name = &realm.spec.realm_name;
+    let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
+    let found = match admin.find_client(realm_name, &kc.spec.client_id).await {
+        Ok(found) => found,
+        Err(e) if e.kind == ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    // Only a client this object owns is deleted; a conflicting object never deletes the other's client.
+    if let Some(c) = found
+        && ownership(&c, &owner, false) == Ownership::Owned
+        && let Some(id) = c.get("id").and_then(Value::as_str)
+    {
+        admin.delete_client(realm_name, id).await?;
+        tracing::info!(client = %kc.spec.client_id, realm = %realm_name, "deleted Keycloak client");
+    }
+    Ok(Action::await_change())
+}
+
+async fn publish(ctx: &Context, kc: &KeycloakClient, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.to_string(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    let reference = kc.object_ref(&());
+    match ctx.recorder.publish(&ev, &reference).await {
+        Ok(()) => ctx.count_write("event"),
+        Err(e) => tracing::warn!(error = %e, "could not publish an Event"),
+    }
+}

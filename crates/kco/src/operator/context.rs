@@ -1,0 +1,104 @@
+//! Shared operator state: the kube client, Keycloak admin clients per instance, metrics, events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kco_keycloak::{KeycloakAdmin, RequestMetrics};
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+pub struct Context {
+    pub kube: Client,
+    pub recorder: Recorder,
+    pub resync: Duration,
+    pub keycloak_metrics: RequestMetrics,
+    /// Writes kco makes to the Kubernetes API, by kind (status, secret, event, finalizer).
+    pub kube_writes: Family<KindLabel, Counter>,
+    pub reconciles: Family<ResultLabel, Counter>,
+    /// Admin API client per KeycloakInstance (`ns/name`), rebuilt when its URL or credentials change.
+    pub instances: Mutex<HashMap<String, (u64, Arc<KeycloakAdmin>)>>,
+    /// Consecutive failures per KeycloakClient, for backoff.
+    pub failures: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(kube: Client, resync: Duration, registry: &mut Registry) -> Self {
+        let keycloak_metrics = RequestMetrics::default();
+        keycloak_metrics.register(registry);
+        let kube_writes = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "kco_kubernetes_writes",
+            "Writes kco made to the Kubernetes API, by kind",
+            kube_writes.clone(),
+        );
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        registry.register("kco_reconciliations", "KeycloakClient reconciliations, by result", reconciles.clone());
+        let recorder = Recorder::new(kube.clone(), Reporter { controller: "kco".into(), instance: None });
+        Self {
+            kube,
+            recorder,
+            resync,
+            keycloak_metrics,
+            kube_writes,
+            reconciles,
+            instances: Mutex::new(HashMap::new()),
+            failures: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn count_write(&self, kind: &str) {
+        self.kube_writes.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+}
+
+/// Why a reconcile did not finish. `Blocked` needs the user to act; the rest may pass on their own.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A problem only the user can fix: the reason is a fixed CamelCase word, the message says what to do.
+    #[error("{message}")]
+    Blocked { reason: &'static str, message: String },
+    #[error("Keycloak: {0}")]
+    Keycloak(#[from] kco_keycloak::Error),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl ReconcileError {
+    pub fn blocked(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Blocked { reason, message: message.into() }
+    }
+
+    /// A short fixed word for status.reason, Events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Blocked { reason, .. } => reason,
+            ReconcileError::Keycloak(e) => e.kind.category(),
+            ReconcileError::Kube(_) => "KubernetesError",
+        }
+    }
+
+    /// Whether retrying without any change can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReconcileError::Blocked { .. } => false,
+            ReconcileError::Keycloak(e) => e.kind.is_transient(),
+            ReconcileError::Kube(_) => true,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `kco run`: the operator. Watches KeycloakClients (and the realms and Secrets they depend on) and
+//! reconciles each through the engine: read → validate → plan → apply → Secret → status.
+
+mod client;
+mod context;
+mod resolve;
+mod secret;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kco_api::{KeycloakClient, KeycloakRealm, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::registry::Registry;
+
+pub use context::{Context, ReconcileError};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "KCO_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "KCO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// How often every client is re-checked against Keycloak to revert drift, e.g. 5m, 30s.
+    #[arg(long, env = "KCO_RESYNC", default_value = "5m", value_parser = parse_duration)]
+    pub resync: Duration,
+    /// Log format: text or json. The level comes from RUST_LOG (default info).
+    #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// `90s`, `5m`, `1h`, `2d` → Duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number followed by s, m, h or d"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    check_crds_installed(&client).await?;
+    let mut registry = Registry::default();
+    let ctx = Arc::new(Context::new(client.clone(), args.resync, &mut registry));
+    let ready = Arc::new(AtomicBool::new(false));
+    let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
+
+    let (clients, realms, secrets) = match &args.namespace {
+        Some(ns) => (
+            Api::<KeycloakClient>::namespaced(client.clone(), ns),
+            Api::<KeycloakRealm>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+    };
+    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
+    let controller = Controller::new(clients, watcher::Config::default());
+    let store = controller.store();
+    ready.store(true, Ordering::Relaxed);
+    controller
+        .owns(secrets, watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")))
+        // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
+        .watches(realms, watcher::Config::default(), move |realm: KeycloakRealm| {
+            let realm_ns = realm.namespace().unwrap_or_default();
+            let realm_name = realm.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(move |c| {
+                    let ns = c.namespace().unwrap_or_default();
+                    c.spec.realm_ref.name == realm_name && c.spec.realm_ref.namespace_or(&ns) == realm_ns
+                })
+                .map(|c| ObjectRef::from_obj(&*c))
+        })
+        .shutdown_on_signal()
+        .run(client::reconcile, client::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+    http.abort();
+    tracing::info!("kco operator stopped");
+    Ok(())
+}
+
+/// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.
+async fn check_crds_installed(client: &Client) -> anyhow::Result<()> {
+    let api: Api<KeycloakClient> = Api::all(client.clone());
+    if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list KeycloakClients ({e}); are the CRDs installed? Run: kco crd | kubectl apply --server-side -f -"
+        );
+    }
+    Ok(())
+}
+
+/// Requeue delay after `failures` consecutive failures: 2s, 4s, … capped at 5 minutes.
+pub fn backoff(failures: u32) -> Action {
+    let secs = 2u64.saturating_pow(failures.clamp(1, 9)).min(300);
+    Action::requeue(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Action::requeue(Duration::from_secs(2)));
+        assert_eq!(backoff(3), Action::requeue(Duration::from_secs(8)));
+        assert_eq!(backoff(30), Action::requeue(Duration::from_secs(300)));
+    }
+}

@@ -1,0 +1,157 @@
+//! The read step's Kubernetes half: a KeycloakClient's realm object, the grant check, and the
+//! KeycloakInstance's admin client (built once per instance, rebuilt when its settings change).
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kco_api::{KeycloakClient, KeycloakInstance, KeycloakRealm};
+use kco_keycloak::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig};
+use kube::{Api, ResourceExt};
+use secrecy::SecretString;
+
+use super::{Context, ReconcileError};
+
+/// The realm object a client points at; `None` when it does not exist.
+pub async fn realm_of(ctx: &Context, kc: &KeycloakClient) -> Result<Option<KeycloakRealm>, ReconcileError> {
+    let ns = kc.namespace().unwrap_or_default();
+    let api: Api<KeycloakRealm> = Api::namespaced(ctx.kube.clone(), kc.spec.realm_ref.namespace_or(&ns));
+    Ok(api.get_opt(&kc.spec.realm_ref.name).await?)
+}
+
+/// Whether the client's namespace may use `realm`, with the sentence status reports either way.
+pub fn grant(realm: &KeycloakRealm, client_ns: &str) -> (bool, String) {
+    let realm_ref = format!("{}/{}", realm.namespace().unwrap_or_default(), realm.name_any());
+    if realm.spec.grants(client_ns) {
+        (true, format!("namespace {client_ns} is granted by KeycloakRealm {realm_ref}"))
+    } else {
+        (
+            false,
+            format!(
+                "namespace {client_ns} is not in spec.clientAuthorizationGrants of KeycloakRealm {realm_ref}; \
+                 add it there to allow this client"
+            ),
+        )
+    }
+}
+
+/// The instance behind `realm` and its admin client; `None` when the instance object does not exist.
+pub async fn admin_of(
+    ctx: &Context,
+    realm: &KeycloakRealm,
+) -> Result<Option<(KeycloakInstance, Arc<KeycloakAdmin>)>, ReconcileError> {
+    let realm_ns = realm.namespace().unwrap_or_default();
+    let ins_ns = realm.spec.instance_ref.namespace_or(&realm_ns).to_string();
+    let ins_name = &realm.spec.instance_ref.name;
+    let api: Api<KeycloakInstance> = Api::namespaced(ctx.kube.clone(), &ins_ns);
+    let Some(instance) = api.get_opt(ins_name).await? else {
+        return Ok(None);
+    };
+    let key = format!("{ins_ns}/{ins_name}");
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ins_ns);
+    let secret_name = &instance.spec.admin_secret_ref.name;
+    let Some(secret) = secrets.get_opt(secret_name).await? else {
+        return Err(ReconcileError::blocked(
+            "AdminSecretMissing",
+            format!(
+                "KeycloakInstance {key}: spec.adminSecretRef names Secret {ins_ns}/{secret_name}, which does not exist; create it with keys username + password or client-id + client-secret"
+            ),
+        ));
+    };
+    let data = secret_strings(&secret);
+    let credentials = match (
+        data.get("username"),
+        data.get("password"),
+        data.get("client-id"),
+        data.get("client-secret"),
+    ) {
+        (_, _, Some(id), Some(s)) => {
+            AdminCredentials::ClientCredentials { client_id: id.clone(), client_secret: SecretString::from(s.clone()) }
+        }
+        (Some(u), Some(p), _, _) => {
+            AdminCredentials::Password { username: u.clone(), password: SecretString::from(p.clone()) }
+        }
+        _ => {
+            return Err(ReconcileError::blocked(
+                "AdminSecretInvalid",
+                format!(
+                    "KeycloakInstance {key}: Secret {ins_ns}/{secret_name} needs keys username + password, or client-id + client-secret"
+                ),
+            ));
+        }
+    };
+    let ca_pem = ca_bundle(ctx, &instance, &ins_ns).await?;
+
+    let mut h = DefaultHasher::new();
+    (&instance.spec.url, &instance.spec.admin_realm, &data, &ca_pem).hash(&mut h);
+    let fingerprint = h.finish();
+    let mut cache = ctx.instances.lock().await;
+    if let Some((fp, admin)) = cache.get(&key)
+        && *fp == fingerprint
+    {
+        return Ok(Some((instance, admin.clone())));
+    }
+    let admin = Arc::new(
+        KeycloakAdmin::new(
+            KeycloakAdminConfig {
+                url: instance.spec.url.clone(),
+                admin_realm: instance.spec.admin_realm.clone(),
+                credentials,
+                ca_pem,
+                timeout: Duration::from_secs(30),
+            },
+            ctx.keycloak_metrics.clone(),
+        )
+        .map_err(|e| ReconcileError::blocked("InstanceInvalid", format!("KeycloakInstance {key}: {e}")))?,
+    );
+    cache.insert(key, (fingerprint, admin.clone()));
+    Ok(Some((instance, admin)))
+}
+
+async fn ca_bundle(ctx: &Context, instance: &KeycloakInstance, ns: &str) -> Result<Option<Vec<u8>>, ReconcileError> {
+    let Some(ca) = &instance.spec.ca_bundle else {
+        return Ok(None);
+    };
+    let missing = |what: String| {
+        ReconcileError::blocked(
+            "CaBundleMissing",
+            format!("KeycloakInstance {ns}/{}: spec.caBundle: {what}", instance.name_any()),
+        )
+    };
+    if let Some(r) = &ca.config_map_key_ref {
+        let api: Api<ConfigMap> = Api::namespaced(ctx.kube.clone(), ns);
+        let cm = api.get_opt(&r.name).await?.ok_or_else(|| missing(format!("ConfigMap {ns}/{} not found", r.name)))?;
+        let v = cm
+            .data
+            .and_then(|d| d.get(&r.key).cloned())
+            .ok_or_else(|| missing(format!("ConfigMap {ns}/{} has no key {}", r.name, r.key)))?;
+        return Ok(Some(v.into_bytes()));
+    }
+    if let Some(r) = &ca.secret_key_ref {
+        let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), ns);
+        let s = api.get_opt(&r.name).await?.ok_or_else(|| missing(format!("Secret {ns}/{} not found", r.name)))?;
+        let v = s
+            .data
+            .and_then(|d| d.get(&r.key).map(|b| b.0.clone()))
+            .ok_or_else(|| missing(format!("Secret {ns}/{} has no key {}", r.name, r.key)))?;
+        return Ok(Some(v));
+    }
+    Ok(None)
+}
+
+/// A Secret's values as strings (data, then stringData).
+pub fn secret_strings(secret: &Secret) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        if let Ok(s) = String::from_utf8(v.0.clone()) {
+            out.insert(k.clone(), s);
+        }
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}

@@ -100,6 +100,10 @@ pub struct KeycloakClientSpec {
     pub client_secret: Option<KeyRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_rotation: Option<SecretRotation>,
+    /// More Secrets with the same credentials under the key names a consumer expects (presets or
+    /// templates). Written beside the managed Secret and updated with it on every rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_secrets: Option<Vec<AdditionalSecret>>,
     /// `Delete` (default) removes the Keycloak client with this object; `Orphan` keeps it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -286,6 +290,37 @@ pub struct SecretMetadata {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A consumer-format Secret: a preset `format`, or custom `keys` templates, or both (keys win).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct AdditionalSecret {
+    /// Name of the Secret, in the KeycloakClient's namespace.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SecretFormat>,
+    /// Key → template; placeholders: `{{clientId}}`, `{{clientSecret}}`, `{{issuer}}`, `{{tokenEndpoint}}`,
+    /// `{{authEndpoint}}`, `{{userinfoEndpoint}}`, `{{jwksEndpoint}}`, `{{endSessionEndpoint}}`, `{{realm}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Key-name presets of common consumers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SecretFormat {
+    /// OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_TOKEN_URL.
+    #[serde(rename = "mlflow")]
+    Mlflow,
+    /// PHOENIX_OAUTH2_CLIENT_ID, PHOENIX_OAUTH2_CLIENT_SECRET.
+    #[serde(rename = "phoenix")]
+    Phoenix,
+    /// MLFLOW_CLIENT_ID, MLFLOW_CLIENT_SECRET.
+    #[serde(rename = "otel-collector")]
+    OtelCollector,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

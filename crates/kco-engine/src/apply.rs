@@ -1,4 +1,5 @@
-//! apply: carry out a plan against the Keycloak Admin API, one idempotent request per operation.
+//! apply: carry out a plan against the Keycloak Admin API, one idempotent request per operation;
+//! names (scopes, roles, clients) are resolved to ids only when an operation needs them.
 
 use std::collections::BTreeMap;
 
@@ -16,8 +17,7 @@ pub struct ApplyOutcome {
     pub changed_fields: Vec<String>,
 }
 
-/// Apply `plan` to the client `existing_id` (or create it). Scope names are resolved to ids only when
-/// the plan touches scopes.
+/// Apply `plan` to the client `existing_id` (or create it).
 pub async fn apply_plan(
     kc: &KeycloakAdmin,
     realm: &str,
@@ -27,34 +27,34 @@ pub async fn apply_plan(
     let mut id = existing_id.map(str::to_string);
     let mut created = false;
     let mut scope_ids: Option<BTreeMap<String, String>> = None;
+    let mut sa_user: Option<String> = None;
     for op in &plan.operations {
+        use ClientOperation::*;
+        if let CreateClient { representation } = op {
+            id = Some(kc.create_client(realm, representation).await?);
+            created = true;
+            continue;
+        }
+        let client = need(&id)?;
         match op {
-            ClientOperation::CreateClient { representation } => {
-                id = Some(kc.create_client(realm, representation).await?);
-                created = true;
-            }
-            ClientOperation::UpdateClient { representation, .. } => {
-                kc.update_client(realm, need(&id)?, representation).await?;
-            }
-            ClientOperation::AddDefaultScope(name)
-            | ClientOperation::RemoveDefaultScope(name)
-            | ClientOperation::AddOptionalScope(name)
-            | ClientOperation::RemoveOptionalScope(name) => {
+            CreateClient { .. } => {}
+            UpdateClient { representation, .. } => kc.update_client(realm, client, representation).await?,
+            AddDefaultScope(name) | RemoveDefaultScope(name) | AddOptionalScope(name) | RemoveOptionalScope(name) => {
                 if scope_ids.is_none() {
                     scope_ids = Some(realm_scope_ids(kc, realm).await?);
                 }
-                let scope_id = scope_ids.as_ref().and_then(|m| m.get(name)).ok_or_else(|| Error {
-                    kind: ErrorKind::BadRequest,
-                    what: format!("client scope {name:?}"),
-                    detail: format!(
-                        "realm {realm:?} has no client scope named {name:?}; create it or remove it from the spec"
-                    ),
+                let scope_id = scope_ids.as_ref().and_then(|m| m.get(name)).ok_or_else(|| {
+                    user_error(
+                        format!("client scope {name:?}"),
+                        format!(
+                            "realm {realm} has no client scope named {name:?}; create it or remove it from the spec"
+                        ),
+                    )
                 })?;
-                let client = need(&id)?;
                 let (list, add) = match op {
-                    ClientOperation::AddDefaultScope(_) => ("default-client-scopes", true),
-                    ClientOperation::RemoveDefaultScope(_) => ("default-client-scopes", false),
-                    ClientOperation::AddOptionalScope(_) => ("optional-client-scopes", true),
+                    AddDefaultScope(_) => ("default-client-scopes", true),
+                    RemoveDefaultScope(_) => ("default-client-scopes", false),
+                    AddOptionalScope(_) => ("optional-client-scopes", true),
                     _ => ("optional-client-scopes", false),
                 };
                 let path = [realm, "clients", client, list, scope_id.as_str()];
@@ -62,6 +62,61 @@ pub async fn apply_plan(
                     kc.put(&path, &Value::Null, "client-scope-link").await?;
                 } else {
                     kc.delete(&path, None, "client-scope-link").await?;
+                }
+            }
+            CreateMapper(rep) => {
+                kc.post(&[realm, "clients", client, "protocol-mappers", "models"], rep, "protocol-mapper").await?;
+            }
+            UpdateMapper { id: mapper, representation } => {
+                kc.put(
+                    &[realm, "clients", client, "protocol-mappers", "models", mapper],
+                    representation,
+                    "protocol-mapper",
+                )
+                .await?;
+            }
+            DeleteMapper { id: mapper, .. } => {
+                kc.delete(&[realm, "clients", client, "protocol-mappers", "models", mapper], None, "protocol-mapper")
+                    .await?;
+            }
+            CreateClientRole(name) => {
+                kc.post(&[realm, "clients", client, "roles"], &serde_json::json!({ "name": name }), "client-role")
+                    .await?;
+            }
+            DeleteClientRole(name) => {
+                kc.delete(&[realm, "clients", client, "roles", name], None, "client-role").await?
+            }
+            GrantRealmRoles(names) | RevokeRealmRoles(names) => {
+                let user = service_account_user(kc, realm, client, &mut sa_user).await?;
+                let mut reps = Vec::new();
+                for name in names {
+                    reps.push(kc.get(&[realm, "roles", name], &[], "role").await.map_err(|e| {
+                        missing(e, format!("realm role {name:?}"), format!("realm {realm} has no role {name:?}; create it or remove it from serviceAccountRoles.realmRoles"))
+                    })?);
+                }
+                let path = [realm, "users", user.as_str(), "role-mappings", "realm"];
+                let body = Value::Array(reps);
+                if matches!(op, GrantRealmRoles(_)) {
+                    kc.post(&path, &body, "role-mapping").await?;
+                } else {
+                    kc.delete(&path, Some(&body), "role-mapping").await?;
+                }
+            }
+            GrantClientRoles { client_id, roles } | RevokeClientRoles { client_id, roles } => {
+                let user = service_account_user(kc, realm, client, &mut sa_user).await?;
+                let target = target_client(kc, realm, client_id).await?;
+                let mut reps = Vec::new();
+                for name in roles {
+                    reps.push(kc.get(&[realm, "clients", &target, "roles", name], &[], "client-role").await.map_err(|e| {
+                        missing(e, format!("client role {client_id}/{name}"), format!("client {client_id} has no role {name:?}; create it or remove it from serviceAccountRoles.clientRoles"))
+                    })?);
+                }
+                let path = [realm, "users", user.as_str(), "role-mappings", "clients", target.as_str()];
+                let body = Value::Array(reps);
+                if matches!(op, GrantClientRoles { .. }) {
+                    kc.post(&path, &body, "role-mapping").await?;
+                } else {
+                    kc.delete(&path, Some(&body), "role-mapping").await?;
                 }
             }
         }
@@ -82,6 +137,15 @@ fn need(id: &Option<String>) -> Result<&str, Error> {
     })
 }
 
+fn user_error(what: String, detail: String) -> Error {
+    Error { kind: ErrorKind::BadRequest, what, detail }
+}
+
+/// A 404 on a name the user wrote is their mistake to fix: say which name and where.
+fn missing(e: Error, what: String, detail: String) -> Error {
+    if e.is_not_found() { user_error(what, detail) } else { e }
+}
+
 async fn realm_scope_ids(kc: &KeycloakAdmin, realm: &str) -> Result<BTreeMap<String, String>, Error> {
     let v = kc.get(&[realm, "client-scopes"], &[], "client-scope").await?;
     Ok(v.as_array()
@@ -91,4 +155,46 @@ async fn realm_scope_ids(kc: &KeycloakAdmin, realm: &str) -> Result<BTreeMap<Str
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The id of the client's service-account user, looked up once per apply.
+pub async fn service_account_user(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    client: &str,
+    cached: &mut Option<String>,
+) -> Result<String, Error> {
+    if let Some(u) = cached {
+        return Ok(u.clone());
+    }
+    let v = kc.get(&[realm, "clients", client, "service-account-user"], &[], "service-account-user").await.map_err(|e| {
+        if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::NotFound) {
+            user_error(
+                "serviceAccountRoles".into(),
+                "the client has no service account; set settings.serviceAccountsEnabled: true or remove serviceAccountRoles".into(),
+            )
+        } else {
+            e
+        }
+    })?;
+    let id = v.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| Error {
+        kind: ErrorKind::Protocol,
+        what: "service-account-user".into(),
+        detail: "no id in the answer".into(),
+    })?;
+    *cached = Some(id.clone());
+    Ok(id)
+}
+
+/// Internal id of another client of the realm, by clientId.
+pub async fn target_client(kc: &KeycloakAdmin, realm: &str, client_id: &str) -> Result<String, Error> {
+    let found = kc.find_client(realm, client_id).await?;
+    found.and_then(|c| c.get("id").and_then(Value::as_str).map(str::to_string)).ok_or_else(|| {
+        user_error(
+            format!("client {client_id:?}"),
+            format!(
+                "realm {realm} has no client {client_id:?}; create it or remove it from serviceAccountRoles.clientRoles"
+            ),
+        )
+    })
 }

@@ -35,6 +35,77 @@ pub struct DesiredClient {
     /// Scope lists, when managed (at creation they go in the POST; later through their own endpoints).
     pub default_client_scopes: Option<Vec<String>>,
     pub optional_client_scopes: Option<Vec<String>>,
+    /// Protocol mappers kco manages, when it manages any.
+    pub protocol_mappers: Option<MapperSet>,
+    pub client_roles: Option<Vec<String>>,
+    /// Realm roles of the service-account user (`default-roles-<realm>` is never revoked).
+    pub service_account_realm_roles: Option<Vec<String>>,
+    /// Client id → roles of that client granted to the service-account user; only listed clients are managed.
+    pub service_account_client_roles: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// Which mappers on the client kco manages: all of them when `spec.protocolMappers` is given, else only
+/// the audience mappers it made for `spec.audiences` (recognised by name prefix).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapperSet {
+    pub mappers: Vec<DesiredMapper>,
+    /// `None`: every mapper on the client is managed; `Some(prefix)`: only those whose name starts with it.
+    pub only_prefix: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredMapper {
+    pub name: String,
+    pub protocol: String,
+    pub protocol_mapper: String,
+    /// Only these keys are compared: Keycloak adds defaults of its own to a mapper's config.
+    pub config: BTreeMap<String, String>,
+}
+
+impl DesiredMapper {
+    pub fn representation(&self) -> Value {
+        json!({"name": self.name, "protocol": self.protocol, "protocolMapper": self.protocol_mapper, "config": self.config})
+    }
+}
+
+/// Name prefix of the audience mappers kco makes for `spec.audiences`.
+pub const AUDIENCE_MAPPER_PREFIX: &str = "kco-audience-";
+
+fn audience_mapper(client_id: &str) -> DesiredMapper {
+    DesiredMapper {
+        name: format!("{AUDIENCE_MAPPER_PREFIX}{client_id}"),
+        protocol: "openid-connect".into(),
+        protocol_mapper: "oidc-audience-mapper".into(),
+        config: BTreeMap::from([
+            ("included.client.audience".to_string(), client_id.to_string()),
+            ("access.token.claim".to_string(), "true".to_string()),
+            ("id.token.claim".to_string(), "false".to_string()),
+            ("introspection.token.claim".to_string(), "true".to_string()),
+        ]),
+    }
+}
+
+fn mapper_set(spec: &KeycloakClientSpec) -> Option<MapperSet> {
+    let audiences = spec.audiences.iter().flatten().map(|a| audience_mapper(a));
+    match &spec.protocol_mappers {
+        Some(list) => {
+            let mut mappers: Vec<DesiredMapper> = list
+                .iter()
+                .map(|m| DesiredMapper {
+                    name: m.name.clone(),
+                    protocol: m.protocol.clone(),
+                    protocol_mapper: m.protocol_mapper.clone(),
+                    config: m.config.clone(),
+                })
+                .collect();
+            mappers.extend(audiences);
+            Some(MapperSet { mappers, only_prefix: None })
+        }
+        None if spec.audiences.is_some() => {
+            Some(MapperSet { mappers: audiences.collect(), only_prefix: Some(AUDIENCE_MAPPER_PREFIX) })
+        }
+        None => None,
+    }
 }
 
 impl DesiredClient {
@@ -101,6 +172,10 @@ impl DesiredClient {
             attributes: a,
             default_client_scopes: spec.default_client_scopes.clone(),
             optional_client_scopes: spec.optional_client_scopes.clone(),
+            protocol_mappers: mapper_set(spec),
+            client_roles: spec.client_roles.clone(),
+            service_account_realm_roles: spec.service_account_roles.as_ref().and_then(|r| r.realm_roles.clone()),
+            service_account_client_roles: spec.service_account_roles.as_ref().and_then(|r| r.client_roles.clone()),
         }
     }
 
@@ -113,6 +188,10 @@ impl DesiredClient {
         }
         if let Some(v) = &self.optional_client_scopes {
             rep.insert("optionalClientScopes".into(), json!(v));
+        }
+        if let Some(set) = &self.protocol_mappers {
+            let reps: Vec<Value> = set.mappers.iter().map(DesiredMapper::representation).collect();
+            rep.insert("protocolMappers".into(), Value::Array(reps));
         }
         Value::Object(rep)
     }

@@ -3,13 +3,15 @@
 
 pub mod apply;
 pub mod desired;
+pub mod observe;
 pub mod plan;
 pub mod secret;
 pub mod validate;
 
 pub use apply::{ApplyOutcome, apply_plan};
 pub use desired::{DesiredClient, Owner};
-pub use plan::{ClientOperation, ClientPlan, plan_client};
+pub use observe::observe_client;
+pub use plan::{ClientOperation, ClientPlan, ObservedClient, plan_client};
 pub use validate::{ValidationError, validate_client};
 
 /// Client attribute naming the KeycloakClient that owns a Keycloak client: `namespace/name/uid`.

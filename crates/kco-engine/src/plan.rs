@@ -1,7 +1,7 @@
 //! plan: desired vs. observed Keycloak state → the ordered operations that converge them.
 //! Pure: no IO, no clock. An empty plan means a reconcile makes no writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
@@ -22,6 +22,55 @@ pub enum ClientOperation {
     RemoveDefaultScope(String),
     AddOptionalScope(String),
     RemoveOptionalScope(String),
+    CreateMapper(Value),
+    UpdateMapper {
+        id: String,
+        representation: Value,
+    },
+    DeleteMapper {
+        id: String,
+        name: String,
+    },
+    CreateClientRole(String),
+    DeleteClientRole(String),
+    GrantRealmRoles(Vec<String>),
+    RevokeRealmRoles(Vec<String>),
+    GrantClientRoles {
+        client_id: String,
+        roles: Vec<String>,
+    },
+    RevokeClientRoles {
+        client_id: String,
+        roles: Vec<String>,
+    },
+}
+
+impl ClientOperation {
+    /// The spec field an operation on an existing client changes (for Events and logs).
+    fn field(&self) -> Option<&'static str> {
+        use ClientOperation::*;
+        Some(match self {
+            CreateClient { .. } | UpdateClient { .. } => return None,
+            AddDefaultScope(_) | RemoveDefaultScope(_) => "defaultClientScopes",
+            AddOptionalScope(_) | RemoveOptionalScope(_) => "optionalClientScopes",
+            CreateMapper(_) | UpdateMapper { .. } | DeleteMapper { .. } => "protocolMappers",
+            CreateClientRole(_) | DeleteClientRole(_) => "clientRoles",
+            GrantRealmRoles(_) | RevokeRealmRoles(_) => "serviceAccountRoles.realmRoles",
+            GrantClientRoles { .. } | RevokeClientRoles { .. } => "serviceAccountRoles.clientRoles",
+        })
+    }
+}
+
+/// What kco read from Keycloak about one existing client. The role lists are read only when the
+/// spec manages them (empty otherwise).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedClient {
+    /// `GET /clients/{id}`: includes protocolMappers and the default/optional scope names.
+    pub representation: Value,
+    pub client_roles: Vec<String>,
+    pub service_account_realm_roles: Vec<String>,
+    /// Client id → roles of that client the service-account user has (for the clients the spec lists).
+    pub service_account_client_roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,20 +85,18 @@ impl ClientPlan {
 
     /// Names of the managed fields this plan changes on an existing client (for drift Events).
     pub fn changed_fields(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = Vec::new();
         for op in &self.operations {
-            match op {
-                ClientOperation::UpdateClient { changed, .. } => out.extend(changed.iter().cloned()),
-                ClientOperation::AddDefaultScope(_) | ClientOperation::RemoveDefaultScope(_) => {
-                    out.push("defaultClientScopes".to_string())
+            let names = match op {
+                ClientOperation::UpdateClient { changed, .. } => changed.clone(),
+                other => other.field().map(|f| vec![f.to_string()]).unwrap_or_default(),
+            };
+            for n in names {
+                if !out.contains(&n) {
+                    out.push(n);
                 }
-                ClientOperation::AddOptionalScope(_) | ClientOperation::RemoveOptionalScope(_) => {
-                    out.push("optionalClientScopes".to_string())
-                }
-                ClientOperation::CreateClient { .. } => {}
             }
         }
-        out.dedup();
         out
     }
 
@@ -87,15 +134,28 @@ fn display_owner(v: &str) -> String {
     }
 }
 
-/// The operations that make Keycloak match `desired`. `observed` is the client as Keycloak returns it
-/// from `GET /clients/{id}`, or `None` when it does not exist.
-pub fn plan_client(desired: &DesiredClient, observed: Option<&Value>) -> ClientPlan {
-    let Some(observed) = observed else {
-        return ClientPlan {
-            operations: vec![ClientOperation::CreateClient { representation: desired.create_representation() }],
-        };
-    };
+/// The operations that make Keycloak match `desired`. `observed` is `None` when the client does not
+/// exist yet; then it is created with everything its POST can carry, and roles follow.
+pub fn plan_client(desired: &DesiredClient, observed: Option<&ObservedClient>) -> ClientPlan {
+    let empty = ObservedClient::default();
     let mut ops = Vec::new();
+    let obs = match observed {
+        None => {
+            ops.push(ClientOperation::CreateClient { representation: desired.create_representation() });
+            &empty
+        }
+        Some(o) => {
+            plan_fields(desired, &o.representation, &mut ops);
+            plan_scopes(desired, &o.representation, &mut ops);
+            plan_mappers(desired, &o.representation, &mut ops);
+            o
+        }
+    };
+    plan_roles(desired, obs, &mut ops);
+    ClientPlan { operations: ops }
+}
+
+fn plan_fields(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOperation>) {
     let mut changed = Vec::new();
     for (key, want) in &desired.fields {
         let have = observed.get(key).unwrap_or(&Value::Null);
@@ -114,17 +174,94 @@ pub fn plan_client(desired: &DesiredClient, observed: Option<&Value>) -> ClientP
     if !changed.is_empty() {
         ops.push(ClientOperation::UpdateClient { changed, representation: merge(desired, observed) });
     }
+}
+
+fn plan_scopes(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOperation>) {
     if let Some(want) = &desired.default_client_scopes {
-        let (add, remove) = set_diff(want, observed.get("defaultClientScopes"));
+        let (add, remove) = set_diff(want, &string_set(observed.get("defaultClientScopes")));
         ops.extend(remove.into_iter().map(ClientOperation::RemoveDefaultScope));
         ops.extend(add.into_iter().map(ClientOperation::AddDefaultScope));
     }
     if let Some(want) = &desired.optional_client_scopes {
-        let (add, remove) = set_diff(want, observed.get("optionalClientScopes"));
+        let (add, remove) = set_diff(want, &string_set(observed.get("optionalClientScopes")));
         ops.extend(remove.into_iter().map(ClientOperation::RemoveOptionalScope));
         ops.extend(add.into_iter().map(ClientOperation::AddOptionalScope));
     }
-    ClientPlan { operations: ops }
+}
+
+fn plan_mappers(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOperation>) {
+    let Some(set) = &desired.protocol_mappers else { return };
+    let have: Vec<&Value> =
+        observed.get("protocolMappers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
+    let name_of = |m: &Value| m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    for m in &have {
+        let name = name_of(m);
+        let managed = set.only_prefix.is_none_or(|p| name.starts_with(p));
+        if managed && !set.mappers.iter().any(|d| d.name == name) {
+            let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            ops.push(ClientOperation::DeleteMapper { id, name });
+        }
+    }
+    for want in &set.mappers {
+        match have.iter().find(|m| name_of(m) == want.name) {
+            None => ops.push(ClientOperation::CreateMapper(want.representation())),
+            Some(m) => {
+                let same_type = m.get("protocolMapper").and_then(Value::as_str) == Some(want.protocol_mapper.as_str())
+                    && m.get("protocol").and_then(Value::as_str) == Some(want.protocol.as_str());
+                let config = m.get("config").and_then(Value::as_object);
+                let same_config = want
+                    .config
+                    .iter()
+                    .all(|(k, v)| config.and_then(|c| c.get(k)).and_then(Value::as_str) == Some(v.as_str()));
+                let id = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                if !same_type {
+                    // A mapper's type cannot change in place: replace it.
+                    ops.push(ClientOperation::DeleteMapper { id, name: want.name.clone() });
+                    ops.push(ClientOperation::CreateMapper(want.representation()));
+                } else if !same_config {
+                    let mut rep = (*m).clone();
+                    let mut merged = config.cloned().unwrap_or_default();
+                    for (k, v) in &want.config {
+                        merged.insert(k.clone(), json!(v));
+                    }
+                    rep["config"] = Value::Object(merged);
+                    ops.push(ClientOperation::UpdateMapper { id, representation: rep });
+                }
+            }
+        }
+    }
+}
+
+fn plan_roles(desired: &DesiredClient, observed: &ObservedClient, ops: &mut Vec<ClientOperation>) {
+    if let Some(want) = &desired.client_roles {
+        let have: BTreeSet<String> = observed.client_roles.iter().cloned().collect();
+        let (add, remove) = set_diff(want, &have);
+        ops.extend(remove.into_iter().map(ClientOperation::DeleteClientRole));
+        ops.extend(add.into_iter().map(ClientOperation::CreateClientRole));
+    }
+    if let Some(want) = &desired.service_account_realm_roles {
+        // Keycloak gives every user the realm's composite default role; it is not kco's to take away.
+        let have: BTreeSet<String> =
+            observed.service_account_realm_roles.iter().filter(|r| !r.starts_with("default-roles-")).cloned().collect();
+        let (add, remove) = set_diff(want, &have);
+        if !remove.is_empty() {
+            ops.push(ClientOperation::RevokeRealmRoles(remove));
+        }
+        if !add.is_empty() {
+            ops.push(ClientOperation::GrantRealmRoles(add));
+        }
+    }
+    for (client_id, want) in desired.service_account_client_roles.iter().flatten() {
+        let have: BTreeSet<String> =
+            observed.service_account_client_roles.get(client_id).into_iter().flatten().cloned().collect();
+        let (add, remove) = set_diff(want, &have);
+        if !remove.is_empty() {
+            ops.push(ClientOperation::RevokeClientRoles { client_id: client_id.clone(), roles: remove });
+        }
+        if !add.is_empty() {
+            ops.push(ClientOperation::GrantClientRoles { client_id: client_id.clone(), roles: add });
+        }
+    }
 }
 
 /// Observed representation with the managed fields overlaid; lists managed elsewhere are dropped so
@@ -171,10 +308,10 @@ fn string_set(v: Option<&Value>) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn set_diff(want: &[String], have: Option<&Value>) -> (Vec<String>, Vec<String>) {
+/// (to add, to remove) to turn `have` into `want`.
+fn set_diff(want: &[String], have: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
     let want: BTreeSet<String> = want.iter().cloned().collect();
-    let have = string_set(have);
-    (want.difference(&have).cloned().collect(), have.difference(&want).cloned().collect())
+    (want.difference(have).cloned().collect(), have.difference(&want).cloned().collect())
 }
 
 #[cfg(test)]
@@ -184,6 +321,10 @@ mod tests {
 
     fn spec(yaml_json: Value) -> KeycloakClientSpec {
         serde_json::from_value(yaml_json).unwrap()
+    }
+
+    fn obs(rep: &Value) -> ObservedClient {
+        ObservedClient { representation: rep.clone(), ..Default::default() }
     }
 
     fn owner() -> Owner {
@@ -196,7 +337,13 @@ mod tests {
         let o = rep.as_object_mut().unwrap();
         o.insert("id".into(), json!("0b5c"));
         o.insert("surrogateAuthRequired".into(), json!(false));
-        o.insert("protocolMappers".into(), json!([]));
+        // Keycloak gives mappers ids and adds config defaults of its own.
+        let mut mappers = o.get("protocolMappers").cloned().unwrap_or(json!([]));
+        for (i, m) in mappers.as_array_mut().unwrap().iter_mut().enumerate() {
+            m["id"] = json!(format!("m-{i}"));
+            m["config"]["userinfo.token.claim"] = json!("false");
+        }
+        o.insert("protocolMappers".into(), mappers);
         // Keycloak leaves authorizationServicesEnabled out of the answer when it is false.
         if o["authorizationServicesEnabled"] == json!(false) {
             o.remove("authorizationServicesEnabled");
@@ -241,7 +388,7 @@ mod tests {
         // Keycloak may return set-like lists in another order.
         observed["redirectUris"] = json!(["https://b/*", "https://a/cb"]);
         observed["defaultClientScopes"] = json!(["email", "profile"]);
-        assert!(plan_client(&d, Some(&observed)).is_empty());
+        assert!(plan_client(&d, Some(&obs(&observed))).is_empty());
     }
 
     #[test]
@@ -253,7 +400,7 @@ mod tests {
         let mut observed = as_keycloak_returns(&d);
         observed["enabled"] = json!(false);
         observed["redirectUris"] = json!(["https://a/cb", "https://evil/cb"]);
-        let plan = plan_client(&d, Some(&observed));
+        let plan = plan_client(&d, Some(&obs(&observed)));
         assert_eq!(plan.changed_fields(), vec!["enabled", "redirectUris"]);
         let ClientOperation::UpdateClient { representation, .. } = &plan.operations[0] else { panic!() };
         assert_eq!(representation["enabled"], true);
@@ -271,7 +418,7 @@ mod tests {
         observed["redirectUris"] = json!(["https://hand-made/cb"]);
         observed["rootUrl"] = json!("https://hand-made");
         observed["attributes"]["custom"] = json!("x");
-        assert!(plan_client(&d, Some(&observed)).is_empty());
+        assert!(plan_client(&d, Some(&obs(&observed))).is_empty());
     }
 
     #[test]
@@ -283,7 +430,7 @@ mod tests {
         let mut observed = as_keycloak_returns(&d);
         observed["webOrigins"] = json!(["https://x"]);
         observed["optionalClientScopes"] = json!(["offline_access"]);
-        let plan = plan_client(&d, Some(&observed));
+        let plan = plan_client(&d, Some(&obs(&observed)));
         assert_eq!(plan.changed_fields(), vec!["webOrigins", "optionalClientScopes"]);
         assert!(plan.operations.contains(&ClientOperation::RemoveOptionalScope("offline_access".into())));
     }
@@ -296,7 +443,7 @@ mod tests {
         );
         let mut observed = as_keycloak_returns(&d);
         observed["defaultClientScopes"] = json!(["profile", "email"]);
-        let plan = plan_client(&d, Some(&observed));
+        let plan = plan_client(&d, Some(&obs(&observed)));
         assert_eq!(
             plan.operations,
             vec![ClientOperation::RemoveDefaultScope("email".into()), ClientOperation::AddDefaultScope("api".into())]
@@ -313,5 +460,102 @@ mod tests {
         assert_eq!(ownership(&ours, &other, true), Ownership::Owned);
         let hand_made = json!({"clientId": "svc", "attributes": {}});
         assert_eq!(ownership(&hand_made, &owner(), false), Ownership::Foreign("a client created outside kco".into()));
+    }
+
+    #[test]
+    fn audiences_become_audience_mappers_and_only_those_are_managed() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "partner-x", "realmRef": {"name": "r"}, "audiences": ["orders-api"]})),
+            Some(&owner()),
+        );
+        let ClientOperation::CreateClient { representation } = &plan_client(&d, None).operations[0] else { panic!() };
+        let m = &representation["protocolMappers"][0];
+        assert_eq!(m["name"], "kco-audience-orders-api");
+        assert_eq!(m["protocolMapper"], "oidc-audience-mapper");
+        assert_eq!(m["config"]["included.client.audience"], "orders-api");
+        assert_eq!(m["config"]["access.token.claim"], "true");
+
+        let mut observed = as_keycloak_returns(&d);
+        // A hand-made mapper is left alone: without spec.protocolMappers only kco's audience mappers are managed.
+        observed["protocolMappers"].as_array_mut().unwrap().push(json!({"id": "h", "name": "hand-made",
+            "protocol": "openid-connect", "protocolMapper": "oidc-hardcoded-claim-mapper", "config": {}}));
+        assert!(plan_client(&d, Some(&obs(&observed))).is_empty());
+
+        // Dropping an audience deletes its mapper.
+        let fewer = DesiredClient::from_spec(
+            &spec(json!({"clientId": "partner-x", "realmRef": {"name": "r"}, "audiences": []})),
+            Some(&owner()),
+        );
+        let plan = plan_client(&fewer, Some(&obs(&observed)));
+        assert_eq!(
+            plan.operations,
+            vec![ClientOperation::DeleteMapper { id: "m-0".into(), name: "kco-audience-orders-api".into() }]
+        );
+    }
+
+    #[test]
+    fn protocol_mappers_are_created_updated_and_removed() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "protocolMappers": [
+                {"name": "tenant", "protocolMapper": "oidc-hardcoded-claim-mapper",
+                 "config": {"claim.name": "tenant", "claim.value": "a"}}]})),
+            Some(&owner()),
+        );
+        let mut observed = as_keycloak_returns(&d);
+        assert!(plan_client(&d, Some(&obs(&observed))).is_empty(), "extra config keys from Keycloak are no drift");
+        observed["protocolMappers"][0]["config"]["claim.value"] = json!("b");
+        observed["protocolMappers"].as_array_mut().unwrap().push(json!({"id": "x", "name": "extra",
+            "protocol": "openid-connect", "protocolMapper": "oidc-hardcoded-claim-mapper", "config": {}}));
+        let plan = plan_client(&d, Some(&obs(&observed)));
+        assert_eq!(plan.operations.len(), 2);
+        assert_eq!(plan.operations[0], ClientOperation::DeleteMapper { id: "x".into(), name: "extra".into() });
+        let ClientOperation::UpdateMapper { id, representation } = &plan.operations[1] else { panic!() };
+        assert_eq!(id, "m-0");
+        assert_eq!(representation["config"]["claim.value"], "a");
+        assert_eq!(representation["config"]["userinfo.token.claim"], "false", "Keycloak's own keys are kept");
+        assert_eq!(plan.changed_fields(), vec!["protocolMappers"]);
+    }
+
+    #[test]
+    fn roles_and_service_account_grants_converge() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "clientRoles": ["read", "write"],
+                "settings": {"serviceAccountsEnabled": true},
+                "serviceAccountRoles": {"realmRoles": ["reporter"], "clientRoles": {"orders-api": ["orders:read"]}}})),
+            Some(&owner()),
+        );
+        // On create: the client, then its roles, then the grants.
+        let ops = plan_client(&d, None).operations;
+        assert!(matches!(ops[0], ClientOperation::CreateClient { .. }));
+        assert_eq!(
+            ops[1..],
+            [
+                ClientOperation::CreateClientRole("read".into()),
+                ClientOperation::CreateClientRole("write".into()),
+                ClientOperation::GrantRealmRoles(vec!["reporter".into()]),
+                ClientOperation::GrantClientRoles { client_id: "orders-api".into(), roles: vec!["orders:read".into()] },
+            ]
+        );
+        // In sync (the default composite role is ignored).
+        let mut o = ObservedClient {
+            representation: as_keycloak_returns(&d),
+            client_roles: vec!["write".into(), "read".into()],
+            service_account_realm_roles: vec!["default-roles-r".into(), "reporter".into()],
+            service_account_client_roles: BTreeMap::from([("orders-api".into(), vec!["orders:read".into()])]),
+        };
+        assert!(plan_client(&d, Some(&o)).is_empty());
+        // Hand edits: a grant removed, a role added.
+        o.service_account_realm_roles = vec!["default-roles-r".into(), "admin".into()];
+        o.client_roles.push("hand-made".into());
+        let plan = plan_client(&d, Some(&o));
+        assert_eq!(
+            plan.operations,
+            vec![
+                ClientOperation::DeleteClientRole("hand-made".into()),
+                ClientOperation::RevokeRealmRoles(vec!["admin".into()]),
+                ClientOperation::GrantRealmRoles(vec!["reporter".into()]),
+            ]
+        );
+        assert_eq!(plan.changed_fields(), vec!["clientRoles", "serviceAccountRoles.realmRoles"]);
     }
 }

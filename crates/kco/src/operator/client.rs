@@ -10,7 +10,7 @@ use kco_api::{
 };
 use kco_engine::plan::{Ownership, ownership};
 use kco_engine::secret::{Credentials, render_credentials};
-use kco_engine::{DesiredClient, Owner, apply_plan, plan_client, validate_client};
+use kco_engine::{DesiredClient, Owner, apply_plan, observe_client, plan_client, validate_client};
 use kco_keycloak::{ErrorKind, KeycloakAdmin};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -75,6 +75,8 @@ struct Observed {
     endpoints: Option<Endpoints>,
     granted: Option<(bool, String)>,
     secret: Option<String>,
+    roles: Option<Vec<String>>,
+    mappers: Option<Vec<String>>,
 }
 
 impl Observed {
@@ -94,8 +96,8 @@ impl Observed {
             endpoints: self.endpoints.clone().or(prev.endpoints),
             authorization_granted: self.granted.as_ref().map(|g| g.0).or(prev.authorization_granted),
             authorization_message: self.granted.as_ref().map(|g| g.1.clone()).or(prev.authorization_message),
-            created_roles: prev.created_roles,
-            applied_mappers: prev.applied_mappers,
+            created_roles: self.roles.clone().or(prev.created_roles),
+            applied_mappers: self.mappers.clone().or(prev.applied_mappers),
             last_health_check: prev.last_health_check,
             last_updated: prev.last_updated,
             last_reconcile_event_time: prev.last_reconcile_event_time,
@@ -189,9 +191,15 @@ async fn converge(
     }
     let existing_id = observed.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string);
     let desired = DesiredClient::from_spec(&kc.spec, Some(&owner));
+    let observed = match observed {
+        Some(rep) => Some(observe_client(&admin, &realm_name, &desired, rep).await?),
+        None => None,
+    };
     let plan = plan_client(&desired, observed.as_ref());
     let outcome = apply_plan(&admin, &realm_name, &plan, existing_id.as_deref()).await?;
     seen.internal_id = Some(outcome.internal_id.clone());
+    seen.roles = desired.client_roles.clone();
+    seen.mappers = desired.protocol_mappers.as_ref().map(|s| s.mappers.iter().map(|m| m.name.clone()).collect());
     if !plan.is_empty() {
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");

@@ -1,0 +1,48 @@
+//! observe: read what the plan compares against — the client and, only when the spec manages them,
+//! its roles and its service account's grants. Reads only; never lists every client.
+
+use std::collections::BTreeMap;
+
+use kco_keycloak::{Error, KeycloakAdmin};
+use serde_json::Value;
+
+use crate::apply::{service_account_user, target_client};
+use crate::desired::DesiredClient;
+use crate::plan::ObservedClient;
+
+/// Complete `representation` (from `GET /clients/{id}`) with the role state `desired` manages.
+pub async fn observe_client(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    desired: &DesiredClient,
+    representation: Value,
+) -> Result<ObservedClient, Error> {
+    let id = representation.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut observed = ObservedClient { representation, ..Default::default() };
+    if desired.client_roles.is_some() {
+        observed.client_roles = names(&kc.get(&[realm, "clients", &id, "roles"], &[], "client-role").await?);
+    }
+    let sa_managed = desired.service_account_realm_roles.is_some() || desired.service_account_client_roles.is_some();
+    let sa_enabled = observed.representation.get("serviceAccountsEnabled").and_then(Value::as_bool) == Some(true);
+    if sa_managed && sa_enabled {
+        let user = service_account_user(kc, realm, &id, &mut None).await?;
+        if desired.service_account_realm_roles.is_some() {
+            let v = kc.get(&[realm, "users", &user, "role-mappings", "realm"], &[], "role-mapping").await?;
+            observed.service_account_realm_roles = names(&v);
+        }
+        let mut by_client = BTreeMap::new();
+        for client_id in desired.service_account_client_roles.iter().flat_map(|m| m.keys()) {
+            let target = target_client(kc, realm, client_id).await?;
+            let v = kc.get(&[realm, "users", &user, "role-mappings", "clients", &target], &[], "role-mapping").await?;
+            by_client.insert(client_id.clone(), names(&v));
+        }
+        observed.service_account_client_roles = by_client;
+    }
+    Ok(observed)
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        .unwrap_or_default()
+}

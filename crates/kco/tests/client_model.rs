@@ -1,0 +1,334 @@
+//! The client model against the real Keycloak and kube-apiserver: the reference's examples, drift,
+//! audiences, ownership conflicts, tenancy grants, orphaning, and deletion while Keycloak is down.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use kco_testing::{Env, Operator, TcpProxy, event_notes, wait_for};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const KCO: &str = env!("CARGO_BIN_EXE_kco");
+const READY: Duration = Duration::from_secs(120);
+
+fn client(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
+}
+
+async fn setup(prefix: &str) -> (Env, String, Operator) {
+    let env = Env::connect().await;
+    let ns = env.namespace(prefix).await;
+    env.keycloak_setup(&ns, &ns).await;
+    let op = Operator::start(KCO, &ns, &["--resync", "2s"]).await;
+    (env, ns, op)
+}
+
+async fn keycloak_client(env: &Env, realm: &str, status: &Value) -> Value {
+    let id = status["internalId"].as_str().unwrap();
+    env.keycloak_get(&format!("{realm}/clients/{id}")).await.expect("client in Keycloak")
+}
+
+#[tokio::test]
+async fn reference_examples_reach_ready_as_declared() {
+    let (env, ns, _op) = setup("ref").await;
+    // The reference's minimal example (apiVersion changed, realmRef namespace pointing at our realm).
+    env.apply(&ns, client("webapp", json!({"clientId": "webapp", "realmRef": {"name": "realm", "namespace": ns}})))
+        .await;
+    // The reference's "SPA with PKCE" example.
+    env.apply(
+        &ns,
+        client(
+            "spa",
+            json!({"clientId": "spa", "realmRef": {"name": "realm"}, "publicClient": true,
+            "redirectUris": ["https://spa.example.com/*"], "webOrigins": ["https://spa.example.com"],
+            "settings": {"standardFlowEnabled": true, "implicitFlowEnabled": false,
+                         "directAccessGrantsEnabled": false, "pkceCodeChallengeMethod": "S256"}}),
+        ),
+    )
+    .await;
+    // The reference's confidential web app (rotation aside), with descriptions and lifespans.
+    env.apply(
+        &ns,
+        client(
+            "portal",
+            json!({"clientId": "portal", "clientName": "Team A Web App", "description": "the portal",
+            "realmRef": {"name": "realm"}, "rootUrl": "https://app.example.com",
+            "redirectUris": ["https://app.example.com/callback"], "webOrigins": ["https://app.example.com"],
+            "postLogoutRedirectUris": ["https://app.example.com"],
+            "settings": {"standardFlowEnabled": true, "directAccessGrantsEnabled": false, "consentRequired": true,
+                         "accessTokenLifespan": 600, "fullScopeAllowed": false},
+            "defaultClientScopes": ["profile", "email", "basic"], "optionalClientScopes": ["offline_access"],
+            "clientRoles": ["viewer", "editor"], "attributes": {"custom.flag": "on"}}),
+        ),
+    )
+    .await;
+
+    let s = env.wait_phase(&ns, "webapp", "Ready", READY).await;
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!(c["clientId"], "webapp");
+    assert_eq!(c["protocol"], "openid-connect");
+    assert_eq!(c["publicClient"], false);
+    assert_eq!(c["standardFlowEnabled"], true, "reference default");
+    assert_eq!(c["directAccessGrantsEnabled"], true, "reference default");
+    assert_eq!(c["serviceAccountsEnabled"], false);
+    assert_eq!(c["frontchannelLogout"], true);
+    assert!(env.secret_data(&ns, "webapp-credentials").await.unwrap().contains_key("client-secret"));
+
+    let s = env.wait_phase(&ns, "spa", "Ready", READY).await;
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!(c["publicClient"], true);
+    assert_eq!(c["redirectUris"], json!(["https://spa.example.com/*"]));
+    assert_eq!(c["webOrigins"], json!(["https://spa.example.com"]));
+    assert_eq!(c["standardFlowEnabled"], true);
+    assert_eq!(c["implicitFlowEnabled"], false);
+    assert_eq!(c["directAccessGrantsEnabled"], false);
+    assert_eq!(c["attributes"]["pkce.code.challenge.method"], "S256");
+    assert_eq!(s["publicClient"], true);
+    let spa_secret = env.secret_data(&ns, "spa-credentials").await.unwrap();
+    assert!(!spa_secret.contains_key("client-secret"), "public clients get no secret key");
+    assert_eq!(spa_secret["client-id"], "spa");
+
+    let s = env.wait_phase(&ns, "portal", "Ready", READY).await;
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!(c["name"], "Team A Web App");
+    assert_eq!(c["description"], "the portal");
+    assert_eq!(c["rootUrl"], "https://app.example.com");
+    assert_eq!(c["consentRequired"], true);
+    assert_eq!(c["fullScopeAllowed"], false);
+    assert_eq!(c["attributes"]["access.token.lifespan"], "600");
+    assert_eq!(c["attributes"]["post.logout.redirect.uris"], "https://app.example.com");
+    assert_eq!(c["attributes"]["custom.flag"], "on");
+    let mut scopes: Vec<String> = serde_json::from_value(c["defaultClientScopes"].clone()).unwrap();
+    scopes.sort();
+    assert_eq!(scopes, ["basic", "email", "profile"]);
+    assert_eq!(c["optionalClientScopes"], json!(["offline_access"]));
+    let roles = env.keycloak_get(&format!("{ns}/clients/{}/roles", s["internalId"].as_str().unwrap())).await.unwrap();
+    let mut names: Vec<&str> = roles.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["editor", "viewer"]);
+    assert_eq!(s["createdRoles"], json!(["viewer", "editor"]));
+}
+
+#[tokio::test]
+async fn hand_edits_to_managed_fields_are_reverted_at_resync() {
+    let (env, ns, op) = setup("drift").await;
+    // kco creates the realm with the first client; the role to grant is made by hand after that.
+    env.apply(&ns, client("first", json!({"clientId": "first", "realmRef": {"name": "realm"}}))).await;
+    env.wait_phase(&ns, "first", "Ready", READY).await;
+    env.keycloak_send(Method::POST, &format!("{ns}/roles"), Some(json!({"name": "reporter"}))).await;
+    env.apply(
+        &ns,
+        client(
+            "svc",
+            json!({"clientId": "svc", "realmRef": {"name": "realm"}, "redirectUris": ["https://svc.example.com/cb"],
+            "settings": {"serviceAccountsEnabled": true},
+            "serviceAccountRoles": {"realmRoles": ["reporter"]}}),
+        ),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let id = s["internalId"].as_str().unwrap().to_string();
+    let sa = env.keycloak_get(&format!("{ns}/clients/{id}/service-account-user")).await.unwrap();
+    let uid = sa["id"].as_str().unwrap().to_string();
+    let has_reporter = |roles: Value| roles.as_array().unwrap().iter().any(|r| r["name"] == "reporter");
+    assert!(has_reporter(env.keycloak_get(&format!("{ns}/users/{uid}/role-mappings/realm")).await.unwrap()));
+
+    // By hand: disable the client, add a redirect URI, remove the service-account role, and change
+    // rootUrl, which the spec does not manage.
+    let mut c = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
+    c["enabled"] = json!(false);
+    c["redirectUris"] = json!(["https://svc.example.com/cb", "https://evil.example.com/cb"]);
+    c["rootUrl"] = json!("https://hand-made.example.com");
+    env.keycloak_send(Method::PUT, &format!("{ns}/clients/{id}"), Some(c)).await;
+    let role = env.keycloak_get(&format!("{ns}/roles/reporter")).await.unwrap();
+    env.keycloak_send(Method::DELETE, &format!("{ns}/users/{uid}/role-mappings/realm"), Some(json!([role]))).await;
+
+    wait_for("drift reverted", Duration::from_secs(30), || async {
+        let c = env.keycloak_get(&format!("{ns}/clients/{id}")).await?;
+        let roles = env.keycloak_get(&format!("{ns}/users/{uid}/role-mappings/realm")).await?;
+        (c["enabled"] == true && c["redirectUris"] == json!(["https://svc.example.com/cb"]) && has_reporter(roles))
+            .then_some(())
+    })
+    .await;
+    let c = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
+    assert_eq!(c["rootUrl"], "https://hand-made.example.com", "an unmanaged field changed by hand stays changed");
+    let events = event_notes(&env, &ns, "svc").await;
+    // The hand edits may straddle a resync, so the reverts may be told in more than one Event.
+    let drift: Vec<&String> = events.iter().filter(|(r, _)| r == "DriftReverted").map(|(_, n)| n).collect();
+    for field in ["enabled", "redirectUris", "serviceAccountRoles.realmRoles"] {
+        assert!(drift.iter().any(|n| n.contains(field)), "no DriftReverted event names {field}: {events:?}");
+    }
+    // And once reverted, resyncs are quiet again.
+    let writes = op.keycloak_writes().await;
+    let n = op.counter("kco_reconciliations", &[("result", "ok")]).await;
+    wait_for("two more reconciles", Duration::from_secs(30), || async {
+        (op.counter("kco_reconciliations", &[("result", "ok")]).await >= n + 2).then_some(())
+    })
+    .await;
+    assert_eq!(op.keycloak_writes().await, writes);
+}
+
+#[tokio::test]
+async fn audiences_put_the_named_client_in_aud() {
+    let (env, ns, _op) = setup("aud").await;
+    env.apply(
+        &ns,
+        client(
+            "orders-api",
+            json!({"clientId": "orders-api", "realmRef": {"name": "realm"}, "bearerOnly": true,
+        "settings": {"standardFlowEnabled": false, "directAccessGrantsEnabled": false}}),
+        ),
+    )
+    .await;
+    env.apply(&ns, client("partner-x", json!({"clientId": "partner-x", "realmRef": {"name": "realm"},
+        "audiences": ["orders-api"],
+        "settings": {"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false}}))).await;
+    env.wait_phase(&ns, "orders-api", "Ready", READY).await;
+    let s = env.wait_phase(&ns, "partner-x", "Ready", READY).await;
+    assert_eq!(s["appliedMappers"], json!(["kco-audience-orders-api"]));
+    let data = env.secret_data(&ns, "partner-x-credentials").await.unwrap();
+    let claims = env.client_credentials(&data["token-endpoint"], "partner-x", &data["client-secret"]).await.unwrap();
+    let aud: Vec<String> = match &claims["aud"] {
+        Value::String(s) => vec![s.clone()],
+        other => serde_json::from_value(other.clone()).unwrap(),
+    };
+    assert!(aud.contains(&"orders-api".to_string()), "aud {aud:?} lacks orders-api");
+}
+
+#[tokio::test]
+async fn a_client_someone_else_owns_is_never_taken_over() {
+    let (env, ns, op) = setup("own").await;
+    env.apply(&ns, client("first", json!({"clientId": "shared", "realmRef": {"name": "realm"}}))).await;
+    let first = env.wait_phase(&ns, "first", "Ready", READY).await;
+    env.apply(
+        &ns,
+        client("second", json!({"clientId": "shared", "realmRef": {"name": "realm"}, "clientName": "mine"})),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "second", "Failed", READY).await;
+    assert_eq!(s["reason"], "Conflict");
+    assert!(s["message"].as_str().unwrap().contains(&format!("KeycloakClient {ns}/first")), "{s}");
+    let c = keycloak_client(&env, &ns, &first).await;
+    assert!(c.get("name").is_none_or(|n| n != "mine"), "the second object changed the first one's client");
+
+    // A client made by hand in Keycloak is not adopted without the annotation, then is with it.
+    env.keycloak_send(Method::POST, &format!("{ns}/clients"), Some(json!({"clientId": "legacy", "enabled": false})))
+        .await;
+    env.apply(&ns, client("legacy", json!({"clientId": "legacy", "realmRef": {"name": "realm"}}))).await;
+    let s = env.wait_phase(&ns, "legacy", "Failed", READY).await;
+    assert_eq!(s["reason"], "Conflict");
+    assert!(s["message"].as_str().unwrap().contains("created outside kco"));
+    assert!(s["message"].as_str().unwrap().contains("kco.dev/adopt"));
+    env.apply(
+        &ns,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient",
+        "metadata": {"name": "legacy", "annotations": {"kco.dev/adopt": "true"}},
+        "spec": {"clientId": "legacy", "realmRef": {"name": "realm"}}}),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "legacy", "Ready", READY).await;
+    assert_eq!(keycloak_client(&env, &ns, &s).await["enabled"], true);
+
+    // Deleting the losing object never deletes the winner's client.
+    env.delete(&ns, client("second", json!({}))).await;
+    wait_for("second gone", Duration::from_secs(30), || async {
+        env.get(&ns, "kco.dev/v1", "KeycloakClient", "second").await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.keycloak_get(&format!("{ns}/clients/{}", first["internalId"].as_str().unwrap())).await.is_some());
+    drop(op);
+}
+
+#[tokio::test]
+async fn a_namespace_without_a_grant_waits_and_proceeds_once_granted() {
+    let env = Env::connect().await;
+    let ns = env.namespace("grant").await;
+    env.keycloak_setup(&ns, &ns).await;
+    // Take the grant away before the operator starts.
+    env.apply(
+        &ns,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
+        "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": ["someone-else"]}}),
+    )
+    .await;
+    let op = Operator::start(KCO, &ns, &["--resync", "5m"]).await;
+    env.apply(&ns, client("svc", json!({"clientId": "svc", "realmRef": {"name": "realm"}}))).await;
+    let s = env.wait_phase(&ns, "svc", "Failed", READY).await;
+    assert_eq!(s["reason"], "NotAuthorized");
+    assert_eq!(s["authorizationGranted"], false);
+    assert!(s["authorizationMessage"].as_str().unwrap().contains("clientAuthorizationGrants"));
+    assert_eq!(op.counter("kco_keycloak_requests", &[]).await, 0, "no Keycloak call without a grant");
+
+    // Granting it reconciles the waiting client within seconds (the realm is watched), no restart.
+    let granted_at = Instant::now();
+    env.apply(
+        &ns,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
+        "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": [ns]}}),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "svc", "Ready", Duration::from_secs(30)).await;
+    assert!(granted_at.elapsed() < Duration::from_secs(15), "took {:?}", granted_at.elapsed());
+    assert_eq!(s["authorizationGranted"], true);
+
+    // Revoking it stops further changes and says so.
+    env.apply(
+        &ns,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
+        "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": []}}),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "svc", "Failed", Duration::from_secs(30)).await;
+    assert_eq!(s["reason"], "NotAuthorized");
+    assert_eq!(s["authorizationGranted"], false);
+}
+
+#[tokio::test]
+async fn orphan_policy_keeps_the_keycloak_client() {
+    let (env, ns, _op) = setup("orphan").await;
+    env.apply(
+        &ns,
+        client("keep", json!({"clientId": "keep", "realmRef": {"name": "realm"}, "deletionPolicy": "Orphan"})),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "keep", "Ready", READY).await;
+    env.delete(&ns, client("keep", json!({}))).await;
+    wait_for("object gone", Duration::from_secs(30), || async {
+        env.get(&ns, "kco.dev/v1", "KeycloakClient", "keep").await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.keycloak_get(&format!("{ns}/clients/{}", s["internalId"].as_str().unwrap())).await.is_some());
+}
+
+#[tokio::test]
+async fn deletion_waits_for_an_unreachable_keycloak() {
+    let env = Env::connect().await;
+    let ns = env.namespace("down").await;
+    env.keycloak_setup(&ns, &ns).await;
+    let target = env.keycloak_url.trim_start_matches("http://").to_string();
+    let mut proxy = TcpProxy::start(&target).await;
+    env.apply(
+        &ns,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "local"},
+        "spec": {"url": proxy.url(), "publicUrl": env.keycloak_url, "adminSecretRef": {"name": "keycloak-admin"}}}),
+    )
+    .await;
+    let _op = Operator::start(KCO, &ns, &["--resync", "5m"]).await;
+    env.apply(&ns, client("svc", json!({"clientId": "svc", "realmRef": {"name": "realm"}}))).await;
+    let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let path = format!("{ns}/clients/{}", s["internalId"].as_str().unwrap());
+
+    proxy.stop().await;
+    env.delete(&ns, client("svc", json!({}))).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let obj = env.get(&ns, "kco.dev/v1", "KeycloakClient", "svc").await.expect("finalizer holds the object");
+    assert!(obj["metadata"]["deletionTimestamp"].is_string());
+    assert!(env.keycloak_get(&path).await.is_some(), "client must still exist: nothing was deleted yet");
+
+    proxy.resume().await;
+    wait_for("deletion completes once Keycloak is back", Duration::from_secs(60), || async {
+        env.get(&ns, "kco.dev/v1", "KeycloakClient", "svc").await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.keycloak_get(&path).await.is_none(), "the Keycloak client was deleted");
+}

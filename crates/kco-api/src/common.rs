@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 /// A reference to a namespaced object by name; the namespace defaults to the referring object's.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct ObjectRef {
+    #[schemars(transform = crate::cel::k8s_name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crate::cel::k8s_namespace())]
     pub namespace: Option<String>,
 }
 
@@ -21,7 +23,9 @@ impl ObjectRef {
 /// A key in a Secret or ConfigMap of the referring object's namespace (or the one given).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct KeyRef {
+    #[schemars(transform = crate::cel::k8s_name())]
     pub name: String,
+    #[schemars(transform = crate::cel::data_key())]
     pub key: String,
 }
 

@@ -1,6 +1,7 @@
 //! The kco custom resources: `KeycloakClient`, `KeycloakRealm` and `KeycloakInstance` (group `kco.dev`, v1).
 //! Types, defaults and schema only; no IO lives here.
 
+mod cel;
 mod client;
 mod common;
 mod instance;

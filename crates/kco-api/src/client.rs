@@ -7,6 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::cel;
 use crate::realm::default_true;
 use crate::{Condition, KeyRef, ObjectRef};
 
@@ -25,9 +26,11 @@ use crate::{Condition, KeyRef, ObjectRef};
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.credentialsSecret"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[schemars(transform = cel::client_spec_rules())]
 #[serde(rename_all = "camelCase")]
 pub struct KeycloakClientSpec {
     /// The client's unique identifier in its realm (`client_id` in OAuth2). Immutable once created.
+    #[schemars(transform = cel::client_id())]
     pub client_id: String,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,16 +49,22 @@ pub struct KeycloakClientSpec {
     pub bearer_only: bool,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::redirect_uris("spec.redirectUris", false))]
     pub redirect_uris: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::web_origins())]
     pub web_origins: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::redirect_uris("spec.postLogoutRedirectUris", true))]
     pub post_logout_redirect_uris: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::url("spec.rootUrl", false))]
     pub root_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::url("spec.adminUrl", true))]
     pub admin_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::url("spec.baseUrl", true))]
     pub base_url: Option<String>,
 
     #[serde(default)]
@@ -65,21 +74,27 @@ pub struct KeycloakClientSpec {
 
     /// Client scopes added to every token; an explicit empty list removes all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::bounded_name_set())]
     pub default_client_scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::bounded_name_set())]
     pub optional_client_scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::bounded_named_list())]
     pub protocol_mappers: Option<Vec<ProtocolMapper>>,
     /// Client ids whose name tokens of this client carry in `aud` (an audience mapper per entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::name_set())]
     pub audiences: Option<Vec<String>>,
     /// Role names defined on this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::name_set())]
     pub client_roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_roles: Option<ServiceAccountRoles>,
     /// Extra Keycloak client attributes; only the keys listed are managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::attributes())]
     pub attributes: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_settings: Option<AuthorizationSettings>,
@@ -89,6 +104,7 @@ pub struct KeycloakClientSpec {
     pub manage_secret: bool,
     /// Name of the managed Secret; defaults to `<metadata.name>-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::object_name("spec.secretName"))]
     pub secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_metadata: Option<SecretMetadata>,
@@ -103,6 +119,7 @@ pub struct KeycloakClientSpec {
     /// More Secrets with the same credentials under the key names a consumer expects (presets or
     /// templates). Written beside the managed Secret and updated with it on every rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::additional_secrets())]
     pub additional_secrets: Option<Vec<AdditionalSecret>>,
     /// `Delete` (default) removes the Keycloak client with this object; `Orphan` keeps it.
     #[serde(default)]
@@ -210,12 +227,16 @@ pub struct ClientSettings {
     pub authorization_services_enabled: bool,
     /// Seconds; omitted means the realm's value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::seconds())]
     pub access_token_lifespan: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::seconds())]
     pub refresh_token_lifespan: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::seconds())]
     pub client_session_idle_timeout: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::seconds())]
     pub client_session_max_lifespan: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkce_code_challenge_method: Option<PkceMethod>,
@@ -260,10 +281,13 @@ pub struct AuthenticationFlows {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProtocolMapper {
+    #[schemars(transform = cel::protocol_mapper_name())]
     pub name: String,
     #[serde(default = "default_protocol_name")]
+    #[schemars(transform = cel::protocol_enum())]
     pub protocol: String,
     /// Mapper type, e.g. `oidc-audience-mapper`, `oidc-hardcoded-claim-mapper`.
+    #[schemars(transform = cel::name())]
     pub protocol_mapper: String,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -278,9 +302,11 @@ fn default_protocol_name() -> String {
 pub struct ServiceAccountRoles {
     /// Realm role names granted to the service-account user; omitted = not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::name_set())]
     pub realm_roles: Option<Vec<String>>,
     /// Client id → role names granted; only the clients listed are managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::role_map())]
     pub client_roles: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -294,8 +320,10 @@ pub struct SecretMetadata {
 
 /// A consumer-format Secret: a preset `format`, or custom `keys` templates, or both (keys win).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = cel::additional_secret_rules())]
 pub struct AdditionalSecret {
     /// Name of the Secret, in the KeycloakClient's namespace.
+    #[schemars(transform = cel::object_name("spec.additionalSecrets[].name"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<SecretFormat>,
@@ -330,15 +358,19 @@ pub struct SecretRotation {
     pub enabled: bool,
     /// Interval such as `90d`, `24h`, `30m` or `10s`.
     #[serde(default = "default_rotation_period")]
+    #[schemars(transform = cel::duration("spec.secretRotation.rotationPeriod"))]
     pub rotation_period: String,
     /// Optional `HH:MM` wall-clock time at which a due rotation happens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::rotation_time())]
     pub rotation_time: Option<String>,
     /// IANA time zone of `rotationTime`.
     #[serde(default = "default_timezone")]
+    #[schemars(transform = cel::timezone())]
     pub timezone: String,
     /// How long the previous secret keeps working after a rotation, e.g. `1h`. Omitted: it stops at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::duration("spec.secretRotation.gracePeriod"))]
     pub grace_period: Option<String>,
 }
 
@@ -388,8 +420,10 @@ pub struct AuthorizationSettings {
     #[serde(default = "default_true")]
     pub allow_remote_resource_management: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::named_list())]
     pub scopes: Option<Vec<AuthzScope>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::named_list())]
     pub resources: Option<Vec<AuthzResource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<AuthzPolicies>,
@@ -400,6 +434,7 @@ pub struct AuthorizationSettings {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthzScope {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
@@ -410,14 +445,17 @@ pub struct AuthzScope {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthzResource {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
     #[serde(default)]
+    #[schemars(transform = cel::resource_uris())]
     pub uris: Vec<String>,
     #[serde(default)]
+    #[schemars(transform = cel::name_set())]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub owner_managed_access: bool,
@@ -426,36 +464,47 @@ pub struct AuthzResource {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = cel::authz_policies_rules())]
 #[serde(rename_all = "camelCase")]
 pub struct AuthzPolicies {
     #[serde(default)]
     pub allow_java_script_policies: bool,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub role_policies: Vec<RolePolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub user_policies: Vec<UserPolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub group_policies: Vec<GroupPolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub client_policies: Vec<ClientPolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::bounded_named_list())]
     pub time_policies: Vec<TimePolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub regex_policies: Vec<RegexPolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub aggregate_policies: Vec<AggregatePolicy>,
     #[serde(default)]
+    #[schemars(transform = cel::named_list())]
     pub javascript_policies: Vec<JavaScriptPolicy>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolePolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
+    #[schemars(transform = cel::policy_roles())]
     pub roles: Vec<RolePolicyRole>,
     #[serde(default = "default_true")]
     pub fetch_roles: bool,
@@ -464,6 +513,7 @@ pub struct RolePolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct RolePolicyRole {
     /// A realm role name, or a client role written `clientId/role`.
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default)]
     pub required: bool,
@@ -471,24 +521,29 @@ pub struct RolePolicyRole {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct UserPolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
+    #[schemars(transform = cel::subjects())]
     pub users: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupPolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
+    #[schemars(transform = cel::group_paths())]
     pub groups: Vec<String>,
     #[serde(default = "default_groups_claim")]
+    #[schemars(transform = cel::name())]
     pub groups_claim: String,
 }
 
@@ -498,63 +553,83 @@ fn default_groups_claim() -> String {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ClientPolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
+    #[schemars(transform = cel::subjects())]
     pub clients: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = cel::time_policy_rules())]
 #[serde(rename_all = "camelCase")]
 pub struct TimePolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::policy_datetime())]
     pub not_before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::policy_datetime())]
     pub not_on_or_after: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(1, 31))]
     pub day_month: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(1, 31))]
     pub day_month_end: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(1, 12))]
     pub month: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(1, 12))]
     pub month_end: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(1, 9999))]
     pub year: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(1, 9999))]
     pub year_end: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(0, 23))]
     pub hour: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(0, 23))]
     pub hour_end: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(0, 59))]
     pub minute: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::int_range(0, 59))]
     pub minute_end: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegexPolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
+    #[schemars(transform = cel::name())]
     pub target_claim: String,
+    #[schemars(transform = cel::non_empty())]
     pub pattern: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AggregatePolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -562,16 +637,19 @@ pub struct AggregatePolicy {
     pub logic: Logic,
     #[serde(default)]
     pub decision_strategy: DecisionStrategy,
+    #[schemars(transform = cel::subjects())]
     pub policies: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct JavaScriptPolicy {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub logic: Logic,
+    #[schemars(transform = cel::non_empty())]
     pub code: String,
 }
 
@@ -579,40 +657,53 @@ pub struct JavaScriptPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct AuthzPermissions {
     #[serde(default)]
+    #[schemars(transform = cel::bounded_named_list())]
     pub resource_permissions: Vec<ResourcePermission>,
     #[serde(default)]
+    #[schemars(transform = cel::bounded_named_list())]
     pub scope_permissions: Vec<ScopePermission>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = cel::resource_permission_rules())]
 #[serde(rename_all = "camelCase")]
 pub struct ResourcePermission {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub decision_strategy: DecisionStrategy,
     #[serde(default)]
+    #[schemars(transform = cel::name_set())]
     pub resources: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::name())]
     pub resource_type: Option<String>,
+    #[schemars(transform = cel::name_set())]
     pub policies: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = cel::scope_permission_rules())]
 #[serde(rename_all = "camelCase")]
 pub struct ScopePermission {
+    #[schemars(transform = cel::name())]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub decision_strategy: DecisionStrategy,
     #[serde(default)]
+    #[schemars(transform = cel::name_set())]
     pub resources: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::name())]
     pub resource_type: Option<String>,
     #[serde(default)]
+    #[schemars(transform = cel::name_set())]
     pub scopes: Vec<String>,
+    #[schemars(transform = cel::name_set())]
     pub policies: Vec<String>,
 }
 
@@ -666,6 +757,10 @@ pub struct KeycloakClientStatus {
     pub last_rotation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation: Option<String>,
+    /// The generation at which `regenerateSecret: true` was honoured; cleared when it is set back to
+    /// false, so setting it to true again asks for one more regeneration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regenerated_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -198,3 +198,60 @@ pub async fn target_client(kc: &KeycloakAdmin, realm: &str, client_id: &str) -> 
         )
     })
 }
+
+/// Make Keycloak keep the previous secret for `grace_secs` after a regeneration, for clients whose
+/// attribute `kco.dev/secret-grace` says so: a client profile with Keycloak's `secret-rotation`
+/// executor and a client policy that applies it by that attribute. Realm policies are replaced as a
+/// whole by Keycloak's API, so this reads, appends what is missing, and writes back; others' entries
+/// are kept.
+pub async fn ensure_grace_policy(kc: &KeycloakAdmin, realm: &str, grace_secs: i64) -> Result<(), Error> {
+    let name = format!("kco-secret-grace-{grace_secs}");
+    let mut profiles = kc.get(&[realm, "client-policies", "profiles"], &[], "client-policy").await?;
+    if !named(&profiles["profiles"], &name) {
+        let profile = serde_json::json!({
+            "name": name,
+            "description": "kco: keep the previous client secret after a rotation (gracePeriod)",
+            "executors": [{"executor": "secret-rotation", "configuration": {
+                // Keycloak must never expire or rotate the secret by itself: kco decides rotations. Ten
+                // years keeps creation time + period inside Keycloak's 32-bit seconds.
+                "expiration-period": "315360000",
+                "rotated-expiration-period": grace_secs.to_string(),
+                "remaining-rotation-period": "1"
+            }}]
+        });
+        push(&mut profiles, "profiles", profile);
+        kc.put(&[realm, "client-policies", "profiles"], &profiles, "client-policy").await?;
+    }
+    let mut policies = kc.get(&[realm, "client-policies", "policies"], &[], "client-policy").await?;
+    if !named(&policies["policies"], &name) {
+        let attributes = serde_json::json!([{"key": crate::desired::GRACE_ATTRIBUTE, "value": grace_secs.to_string()}]);
+        let policy = serde_json::json!({
+            "name": name,
+            "description": "kco: applies the matching secret-grace profile",
+            "enabled": true,
+            "conditions": [{"condition": "client-attributes", "configuration": {
+                "is_negative_logic": false,
+                // Keycloak wants this list as a JSON string.
+                "attributes": attributes.to_string()
+            }}],
+            "profiles": [name]
+        });
+        push(&mut policies, "policies", policy);
+        kc.put(&[realm, "client-policies", "policies"], &policies, "client-policy").await?;
+    }
+    Ok(())
+}
+
+fn named(list: &Value, name: &str) -> bool {
+    list.as_array().is_some_and(|a| a.iter().any(|p| p.get("name").and_then(Value::as_str) == Some(name)))
+}
+
+fn push(doc: &mut Value, key: &str, item: Value) {
+    if !doc.is_object() {
+        *doc = serde_json::json!({});
+    }
+    match doc.get_mut(key).and_then(Value::as_array_mut) {
+        Some(a) => a.push(item),
+        None => doc[key] = Value::Array(vec![item]),
+    }
+}

@@ -68,6 +68,9 @@ impl DesiredMapper {
     }
 }
 
+/// Client attribute holding the rotation grace period in seconds (see `grace_policy` in apply).
+pub const GRACE_ATTRIBUTE: &str = "kco.dev/secret-grace";
+
 /// Name prefix of the audience mappers kco makes for `spec.audiences`.
 pub const AUDIENCE_MAPPER_PREFIX: &str = "kco-audience-";
 
@@ -165,6 +168,13 @@ impl DesiredClient {
         }
         if let Some(o) = owner {
             a.insert(OWNER_ATTRIBUTE.into(), o.attribute_value());
+        }
+        if let Some(rotation) = &spec.secret_rotation {
+            // Matched by kco's realm client policy, which makes Keycloak keep the previous secret that
+            // long after a rotation; empty (no grace) matches no policy. Invalid values are refused by
+            // validation before this runs.
+            let grace = rotation.grace_period.as_deref().and_then(|g| crate::schedule::parse_grace_period(g).ok());
+            a.insert(GRACE_ATTRIBUTE.into(), grace.map(|d| d.as_secs().to_string()).unwrap_or_default());
         }
         Self {
             client_id: spec.client_id.clone(),

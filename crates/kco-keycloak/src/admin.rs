@@ -298,6 +298,18 @@ impl KeycloakAdmin {
         secret_value(&r.body)
     }
 
+    /// Set the client's secret to `secret` (GET → merge → PUT: nothing else on the client changes).
+    pub async fn set_client_secret(&self, realm: &str, id: &str, secret: &SecretString) -> Result<(), Error> {
+        let mut rep = self.get(&[realm, "clients", id], &[], "client").await?;
+        rep["secret"] = Value::String(secret.expose_secret().to_string());
+        if let Some(o) = rep.as_object_mut() {
+            for k in ["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings"] {
+                o.remove(k);
+            }
+        }
+        self.put(&[realm, "clients", id], &rep, "client").await
+    }
+
     /// Keycloak's version, from the master realm's server info.
     pub async fn server_version(&self) -> Result<String, Error> {
         let (_, _, text) = self.request(Method::GET, &["admin", "serverinfo"], &[], None, "serverinfo").await?;

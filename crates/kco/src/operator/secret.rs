@@ -12,37 +12,44 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::{Context, ReconcileError};
 
-/// Make the managed Secret hold `data`. Returns whether a write happened.
+/// A Secret kco writes: its name and the labels and annotations the spec asks for.
+pub struct OutputSecret<'a> {
+    pub name: &'a str,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Make Secret `out` hold `data`, owned by `kc`. Reads it first and writes only when something
+/// differs; refuses to touch a Secret this KeycloakClient does not own. Returns whether it wrote.
 pub async fn ensure_secret(
     ctx: &Context,
     kc: &KeycloakClient,
-    existing: Option<&Secret>,
+    out: &OutputSecret<'_>,
     data: &SecretData,
 ) -> Result<bool, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
-    let name = kc.secret_name();
+    let name = out.name.to_string();
     let uid = kc.uid().unwrap_or_default();
-    if let Some(s) = existing {
+    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
+    let existing = api.get_opt(&name).await?;
+    if let Some(s) = &existing {
         let ours = s.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true));
         if !ours {
             return Err(ReconcileError::blocked(
                 "SecretConflict",
                 format!(
                     "Secret {ns}/{name} exists and is not managed by this KeycloakClient; kco will not overwrite it. \
-                     Set spec.secretName to another name, or delete that Secret"
+                     Choose another name for it in the spec, or delete that Secret"
                 ),
             ));
         }
     }
     let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())]);
-    let mut annotations = BTreeMap::new();
-    if let Some(m) = &kc.spec.secret_metadata {
-        labels.extend(m.labels.clone().unwrap_or_default());
-        annotations.extend(m.annotations.clone().unwrap_or_default());
-    }
+    labels.extend(out.labels.clone().unwrap_or_default());
+    let annotations = out.annotations.clone().unwrap_or_default();
     let bytes: BTreeMap<String, ByteString> =
         data.0.iter().map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))).collect();
-    if let Some(s) = existing {
+    if let Some(s) = &existing {
         let same_data = s.data.as_ref() == Some(&bytes);
         let has = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
             want.iter().all(|(k, v)| have.get(k) == Some(v))
@@ -64,7 +71,6 @@ pub async fn ensure_secret(
         data: Some(bytes),
         ..Default::default()
     };
-    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
     ctx.count_write("secret");
     Ok(true)

@@ -1,0 +1,141 @@
+//! The client secret's life: taken from a user-owned Secret, regenerated once on request, or rotated on
+//! schedule — then written to the managed Secret and every additional Secret. Keycloak's own
+//! `client.secret.creation.time` is the record of the last rotation, so a crash between rotating and
+//! writing status can never cause a second rotation.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kco_api::KeycloakClient;
+use kco_engine::apply::ensure_grace_policy;
+use kco_engine::schedule::{next_rotation_at, parse_grace_period, rotation_due};
+use kco_keycloak::KeycloakAdmin;
+use kube::{Api, ResourceExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::resolve::secret_strings;
+use super::{Context, ReconcileError};
+
+/// Keycloak attribute holding when the current secret was made (epoch seconds).
+const CREATION_TIME: &str = "client.secret.creation.time";
+
+#[derive(Default)]
+pub struct SecretOutcome {
+    pub secret: Option<SecretString>,
+    /// An Event to publish: (reason, note).
+    pub event: Option<(&'static str, String)>,
+    pub last_rotation: Option<Timestamp>,
+    pub next_rotation: Option<Timestamp>,
+    pub regenerated_generation: Option<i64>,
+}
+
+/// Decide and carry out what happens to the client secret in this reconcile. `client` is the
+/// client representation as last read (for the creation time attribute).
+pub async fn client_secret(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    admin: &KeycloakAdmin,
+    realm: &str,
+    id: &str,
+    client: Option<&Value>,
+    now: Timestamp,
+) -> Result<SecretOutcome, ReconcileError> {
+    let mut out = SecretOutcome::default();
+    if kc.spec.public_client {
+        return Ok(out);
+    }
+    let status = kc.status.clone().unwrap_or_default();
+
+    if let Some(src) = &kc.spec.client_secret {
+        let wanted = user_secret(ctx, kc, &src.name, &src.key).await?;
+        let current = admin.client_secret(realm, id).await?;
+        if wanted.expose_secret() != current.expose_secret() {
+            admin.set_client_secret(realm, id, &wanted).await?;
+            out.event = Some(("SecretUpdated", format!("client secret set from Secret {} key {}", src.name, src.key)));
+        }
+        out.secret = Some(wanted);
+        return Ok(out);
+    }
+
+    // Before any regeneration: with a grace period, Keycloak must keep the previous secret.
+    let grace = kc
+        .spec
+        .secret_rotation
+        .as_ref()
+        .and_then(|r| r.grace_period.as_deref())
+        .map(parse_grace_period)
+        .transpose()
+        .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
+    let regenerate = async || -> Result<SecretString, ReconcileError> {
+        if let Some(g) = grace {
+            ensure_grace_policy(admin, realm, g.as_secs()).await?;
+        }
+        Ok(admin.regenerate_client_secret(realm, id).await?)
+    };
+
+    // regenerateSecret: honoured once per false → true change (see status.regeneratedGeneration).
+    if kc.spec.regenerate_secret {
+        out.regenerated_generation = status.regenerated_generation;
+        if status.regenerated_generation.is_none() {
+            out.secret = Some(regenerate().await?);
+            out.regenerated_generation = kc.metadata.generation;
+            out.event = Some(("SecretRegenerated", "regenerated the client secret as requested".into()));
+        }
+    }
+
+    if let Some(rotation) = kc.spec.secret_rotation.as_ref().filter(|r| r.enabled) {
+        let created = client
+            .and_then(|c| c.pointer(&format!("/attributes/{}", CREATION_TIME.replace('/', "~1"))))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(|secs| Timestamp::from_second(secs).ok());
+        let object_created = kc.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+        let last = match out.secret {
+            Some(_) => Some(now),
+            None => created.or(status.last_rotation.as_deref().and_then(|s| s.parse().ok())),
+        };
+        let invalid = |e: kco_engine::schedule::ScheduleError| ReconcileError::blocked("InvalidSpec", e.to_string());
+        if out.secret.is_none() && rotation_due(last, object_created, rotation, now).map_err(invalid)? {
+            out.secret = Some(regenerate().await?);
+            // Fault injection for the crash-safety test: die after Keycloak rotated, before any Secret
+            // or status write. Never set in production.
+            if std::env::var_os("KCO_FAULT_EXIT_AFTER_ROTATION").is_some() {
+                tracing::warn!("KCO_FAULT_EXIT_AFTER_ROTATION is set: exiting right after a rotation");
+                std::process::exit(75);
+            }
+            out.event = Some(("SecretRotated", "rotated the client secret on schedule".into()));
+            out.last_rotation = Some(now);
+        } else {
+            out.last_rotation = last;
+        }
+        let from = out.last_rotation.unwrap_or(object_created);
+        out.next_rotation = Some(next_rotation_at(from, rotation).map_err(invalid)?);
+    }
+
+    if out.secret.is_none() {
+        out.secret = Some(admin.client_secret(realm, id).await?);
+    }
+    Ok(out)
+}
+
+async fn user_secret(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    name: &str,
+    key: &str,
+) -> Result<SecretString, ReconcileError> {
+    let ns = kc.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
+    let missing = |what: String| {
+        ReconcileError::blocked(
+            "ClientSecretMissing",
+            format!("spec.clientSecret: {what}; create it, or remove spec.clientSecret to let Keycloak generate one"),
+        )
+    };
+    let secret = api.get_opt(name).await?.ok_or_else(|| missing(format!("Secret {ns}/{name} does not exist")))?;
+    let value = secret_strings(&secret)
+        .remove(key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| missing(format!("Secret {ns}/{name} has no non-empty key {key:?}")))?;
+    Ok(SecretString::from(value))
+}

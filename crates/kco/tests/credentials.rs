@@ -1,0 +1,275 @@
+//! Credentials against the real Keycloak and kube-apiserver: consumer formats, scheduled rotation in
+//! a non-UTC zone, crash safety of rotation, user-owned secrets, and regenerate-once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use kco_testing::{Env, Operator, event_notes, wait_for};
+use serde_json::{Value, json};
+
+const KCO: &str = env!("CARGO_BIN_EXE_kco");
+const READY: Duration = Duration::from_secs(120);
+
+fn client(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
+}
+
+fn confidential(client_id: &str, extra: Value) -> Value {
+    let mut spec = json!({"clientId": client_id, "realmRef": {"name": "realm"},
+        "settings": {"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false}});
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
+async fn setup(prefix: &str, resync: &str) -> (Env, String, Operator) {
+    let env = Env::connect().await;
+    let ns = env.namespace(prefix).await;
+    env.keycloak_setup(&ns, &ns).await;
+    let op = Operator::start(KCO, &ns, &["--resync", resync]).await;
+    (env, ns, op)
+}
+
+#[tokio::test]
+async fn every_consumer_format_gets_a_working_token() {
+    let (env, ns, _op) = setup("fmt", "5m").await;
+    env.apply(&ns, client("svc", confidential("svc", json!({"additionalSecrets": [
+        {"name": "svc-mlflow", "format": "mlflow"},
+        {"name": "svc-phoenix", "format": "phoenix"},
+        {"name": "svc-otel", "format": "otel-collector", "labels": {"team": "obs"}},
+        {"name": "svc-custom", "keys": {"ID": "{{clientId}}", "SECRET": "{{ clientSecret }}", "URL": "{{tokenEndpoint}}"}}
+    ]})))).await;
+    env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let main = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    let token_url = main["token-endpoint"].clone();
+
+    let m = env.secret_data(&ns, "svc-mlflow").await.unwrap();
+    assert_eq!(m.keys().collect::<Vec<_>>(), ["OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_TOKEN_URL"]);
+    let claims =
+        env.client_credentials(&m["OIDC_TOKEN_URL"], &m["OIDC_CLIENT_ID"], &m["OIDC_CLIENT_SECRET"]).await.unwrap();
+    assert_eq!(claims["azp"], "svc");
+
+    let p = env.secret_data(&ns, "svc-phoenix").await.unwrap();
+    assert_eq!(p.keys().collect::<Vec<_>>(), ["PHOENIX_OAUTH2_CLIENT_ID", "PHOENIX_OAUTH2_CLIENT_SECRET"]);
+    let claims = env
+        .client_credentials(&token_url, &p["PHOENIX_OAUTH2_CLIENT_ID"], &p["PHOENIX_OAUTH2_CLIENT_SECRET"])
+        .await
+        .unwrap();
+    assert_eq!(claims["azp"], "svc");
+
+    let o = env.secret_data(&ns, "svc-otel").await.unwrap();
+    assert_eq!(o.keys().collect::<Vec<_>>(), ["MLFLOW_CLIENT_ID", "MLFLOW_CLIENT_SECRET"]);
+    let claims = env.client_credentials(&token_url, &o["MLFLOW_CLIENT_ID"], &o["MLFLOW_CLIENT_SECRET"]).await.unwrap();
+    assert_eq!(claims["azp"], "svc");
+    let otel = env.get(&ns, "v1", "Secret", "svc-otel").await.unwrap();
+    assert_eq!(otel["metadata"]["labels"]["team"], "obs");
+
+    let c = env.secret_data(&ns, "svc-custom").await.unwrap();
+    let claims = env.client_credentials(&c["URL"], &c["ID"], &c["SECRET"]).await.unwrap();
+    assert_eq!(claims["azp"], "svc");
+}
+
+#[tokio::test]
+async fn rotation_happens_at_the_wall_clock_time_of_a_non_utc_zone() {
+    let (env, ns, op) = setup("rot", "5m").await;
+    // A target minute 30-90 s from now, written as Tokyo wall-clock time (UTC+9).
+    let target = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(90))
+        .unwrap()
+        .round(jiff::TimestampRound::new().smallest(jiff::Unit::Minute).mode(jiff::RoundMode::Trunc))
+        .unwrap();
+    let tokyo = target.in_tz("Asia/Tokyo").unwrap();
+    let hhmm = format!("{:02}:{:02}", tokyo.hour(), tokyo.minute());
+    env.apply(
+        &ns,
+        client(
+            "svc",
+            confidential(
+                "svc",
+                json!({"secretRotation":
+        {"enabled": true, "rotationPeriod": "10s", "rotationTime": hhmm, "timezone": "Asia/Tokyo"}}),
+            ),
+        ),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    assert_eq!(s["nextRotation"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), target, "{s}");
+    let before = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    let token_url = before["token-endpoint"].clone();
+
+    // Well before the target the secret stays; after it, it has changed.
+    let rotated = wait_for("rotation", Duration::from_secs(150), || async {
+        let now = env.secret_data(&ns, "svc-credentials").await?;
+        (now["client-secret"] != before["client-secret"]).then_some((now, jiff::Timestamp::now()))
+    })
+    .await;
+    assert!(rotated.1 >= target, "rotated at {} before the target {target}", rotated.1);
+    let after = rotated.0;
+    env.client_credentials(&token_url, "svc", &after["client-secret"]).await.unwrap();
+    assert!(
+        env.client_credentials(&token_url, "svc", &before["client-secret"]).await.is_err(),
+        "old secret still works"
+    );
+    let s = env.wait_phase(&ns, "svc", "Ready", Duration::from_secs(10)).await;
+    let last: jiff::Timestamp = s["lastRotation"].as_str().unwrap().parse().unwrap();
+    assert!(last >= target, "lastRotation {last} before {target}");
+    let next: jiff::Timestamp = s["nextRotation"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        next,
+        target.checked_add(jiff::SignedDuration::from_hours(24)).unwrap(),
+        "next is the same time tomorrow"
+    );
+    assert_eq!(op.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "client-secret")]).await, 1);
+}
+
+#[tokio::test]
+async fn a_crash_between_rotation_and_secret_write_heals_without_rotating_again() {
+    let env = Env::connect().await;
+    let ns = env.namespace("crash").await;
+    env.keycloak_setup(&ns, &ns).await;
+    let mut op =
+        Operator::start_with_env(KCO, &ns, &["--resync", "5m"], &[("KCO_FAULT_EXIT_AFTER_ROTATION", "1")]).await;
+    env.apply(
+        &ns,
+        client("svc", confidential("svc", json!({"secretRotation": {"enabled": true, "rotationPeriod": "15s"}}))),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let before = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    // The operator dies right after Keycloak rotated: the Secret still holds the old, now dead, secret.
+    let died = std::time::Instant::now();
+    while op.exit_code().is_none() {
+        assert!(died.elapsed() < Duration::from_secs(60), "the operator did not exit after rotating");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stale = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    assert_eq!(stale["client-secret"], before["client-secret"]);
+    assert!(env.client_credentials(&stale["token-endpoint"], "svc", &stale["client-secret"]).await.is_err());
+
+    let op = Operator::start(KCO, &ns, &["--resync", "5m"]).await;
+    let healed = wait_for("the Secret healed", Duration::from_secs(30), || async {
+        let d = env.secret_data(&ns, "svc-credentials").await?;
+        (d["client-secret"] != before["client-secret"]).then_some(d)
+    })
+    .await;
+    env.client_credentials(&healed["token-endpoint"], "svc", &healed["client-secret"]).await.unwrap();
+    let id = s["internalId"].as_str().unwrap();
+    let current = env.keycloak_get(&format!("{ns}/clients/{id}/client-secret")).await.unwrap();
+    assert_eq!(current["value"].as_str().unwrap(), healed["client-secret"], "the Secret holds Keycloak's secret");
+    assert_eq!(
+        op.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "client-secret")]).await,
+        0,
+        "the restarted operator rotated again"
+    );
+}
+
+#[tokio::test]
+async fn a_user_owned_secret_reaches_keycloak_within_seconds() {
+    let (env, ns, _op) = setup("own", "5m").await;
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-own"},
+        "stringData": {"secret": "first-value-0123456789"}}),
+    )
+    .await;
+    env.apply(&ns, client("svc", confidential("svc", json!({"clientSecret": {"name": "my-own", "key": "secret"}}))))
+        .await;
+    env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let d = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    assert_eq!(d["client-secret"], "first-value-0123456789");
+    env.client_credentials(&d["token-endpoint"], "svc", "first-value-0123456789").await.unwrap();
+
+    let changed_at = std::time::Instant::now();
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-own"},
+        "stringData": {"secret": "second-value-9876543210"}}),
+    )
+    .await;
+    wait_for("Keycloak takes the new value", Duration::from_secs(20), || async {
+        env.client_credentials(&d["token-endpoint"], "svc", "second-value-9876543210").await.ok()
+    })
+    .await;
+    assert!(changed_at.elapsed() < Duration::from_secs(10), "took {:?}", changed_at.elapsed());
+    assert!(env.client_credentials(&d["token-endpoint"], "svc", "first-value-0123456789").await.is_err());
+    let d = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    assert_eq!(d["client-secret"], "second-value-9876543210");
+}
+
+#[tokio::test]
+async fn regenerate_secret_regenerates_once_per_request() {
+    let (env, ns, op) = setup("regen", "2s").await;
+    env.apply(&ns, client("svc", confidential("svc", json!({})))).await;
+    env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let s0 = env.secret_data(&ns, "svc-credentials").await.unwrap()["client-secret"].clone();
+    let posts = || op.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "client-secret")]);
+
+    env.apply(&ns, client("svc", confidential("svc", json!({"regenerateSecret": true})))).await;
+    let s1 = wait_for("regenerated", Duration::from_secs(30), || async {
+        let v = env.secret_data(&ns, "svc-credentials").await?["client-secret"].clone();
+        (v != s0).then_some(v)
+    })
+    .await;
+    // Several resyncs later it has not regenerated again.
+    let n = op.counter("kco_reconciliations", &[("result", "ok")]).await;
+    wait_for("three more reconciles", Duration::from_secs(30), || async {
+        (op.counter("kco_reconciliations", &[("result", "ok")]).await >= n + 3).then_some(())
+    })
+    .await;
+    assert_eq!(posts().await, 1);
+    assert_eq!(env.secret_data(&ns, "svc-credentials").await.unwrap()["client-secret"], s1);
+
+    // Asking again: set it back to false, then true.
+    env.apply(&ns, client("svc", confidential("svc", json!({"regenerateSecret": false})))).await;
+    wait_for("request cleared", Duration::from_secs(30), || async {
+        env.client_status(&ns, "svc").await.get("regeneratedGeneration").is_none().then_some(())
+    })
+    .await;
+    assert_eq!(posts().await, 1);
+    env.apply(&ns, client("svc", confidential("svc", json!({"regenerateSecret": true})))).await;
+    wait_for("regenerated again", Duration::from_secs(30), || async {
+        let v = env.secret_data(&ns, "svc-credentials").await?["client-secret"].clone();
+        (v != s1).then_some(())
+    })
+    .await;
+    assert_eq!(posts().await, 2);
+    let regenerations =
+        event_notes(&env, &ns, "svc").await.into_iter().filter(|(r, _)| r == "SecretRegenerated").count();
+    assert!(regenerations >= 1);
+}
+
+#[tokio::test]
+async fn with_a_grace_period_the_old_secret_works_until_it_ends() {
+    let (env, ns, _op) = setup("grace", "5m").await;
+    env.apply(
+        &ns,
+        client(
+            "svc",
+            confidential(
+                "svc",
+                json!({"secretRotation":
+        {"enabled": true, "rotationPeriod": "20s", "gracePeriod": "10s"}}),
+            ),
+        ),
+    )
+    .await;
+    env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let before = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    let url = before["token-endpoint"].clone();
+    let old = before["client-secret"].clone();
+    let new = wait_for("rotation", Duration::from_secs(60), || async {
+        let d = env.secret_data(&ns, "svc-credentials").await?;
+        (d["client-secret"] != old).then(|| d["client-secret"].clone())
+    })
+    .await;
+    let rotated_at = std::time::Instant::now();
+    // During the grace period both secrets get tokens.
+    env.client_credentials(&url, "svc", &new).await.unwrap();
+    env.client_credentials(&url, "svc", &old).await.expect("the previous secret works during the grace period");
+    assert!(rotated_at.elapsed() < Duration::from_secs(8), "checked too late to prove the grace period");
+    // After it, only the new one.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(rotated_at.elapsed())).await;
+    assert!(env.client_credentials(&url, "svc", &old).await.is_err(), "the previous secret outlived its grace period");
+    env.client_credentials(&url, "svc", &new).await.unwrap();
+}

@@ -3,8 +3,11 @@
 
 pub mod apply;
 pub mod desired;
+pub mod formats;
+pub mod guard;
 pub mod observe;
 pub mod plan;
+pub mod schedule;
 pub mod secret;
 pub mod validate;
 

@@ -291,6 +291,13 @@ fn field_equal(key: &str, want: &Value, have: &Value) -> bool {
     match (want, have) {
         (Value::String(w), Value::Null) => w.is_empty(),
         (Value::Bool(false), Value::Null) => true,
+        // Maps such as authenticationFlowBindingOverrides: an empty value is how a key is removed.
+        (Value::Object(w), Value::Object(_) | Value::Null) => {
+            let non_empty = |m: &Map<String, Value>| -> Map<String, Value> {
+                m.iter().filter(|(_, v)| *v != &json!("")).map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            non_empty(w) == have.as_object().map(non_empty).unwrap_or_default()
+        }
         _ => want == have,
     }
 }

@@ -178,6 +178,15 @@ impl Env {
             .unwrap_or_else(|e| panic!("apply {} {ns}/{name}: {e}", obj["kind"]));
     }
 
+    /// Server-side apply that reports the apiserver's refusal instead of panicking.
+    pub async fn try_apply(&self, ns: &str, obj: &Value) -> Result<(), String> {
+        let (api, name) = self.dynamic(ns, obj).await;
+        api.patch(&name, &PatchParams::apply("kco-tests").force(), &Patch::Apply(obj))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Delete a namespaced object given as JSON (kind, apiVersion, metadata.name).
     pub async fn delete(&self, ns: &str, obj: Value) {
         let (api, name) = self.dynamic(ns, &obj).await;
@@ -290,6 +299,16 @@ pub struct Operator {
 impl Operator {
     /// Start `bin run --namespace ns` plus `args`; waits until /readyz answers.
     pub async fn start(bin: &str, ns: &str, args: &[&str]) -> Operator {
+        Self::start_with_env(bin, ns, args, &[]).await
+    }
+
+    /// Whether the process has exited (and with which code).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// As [`Operator::start`], with extra environment variables.
+    pub async fn start_with_env(bin: &str, ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.testenv/logs/operator");
         std::fs::create_dir_all(&dir).unwrap();
@@ -300,6 +319,7 @@ impl Operator {
             .args(["run", "--namespace", ns, "--metrics-addr", &addr])
             .args(args)
             .env("RUST_LOG", std::env::var("KCO_TEST_LOG").unwrap_or_else(|_| "info,kco=debug".into()))
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .kill_on_drop(true)

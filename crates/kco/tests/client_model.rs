@@ -257,7 +257,11 @@ async fn a_namespace_without_a_grant_waits_and_proceeds_once_granted() {
     assert_eq!(s["reason"], "NotAuthorized");
     assert_eq!(s["authorizationGranted"], false);
     assert!(s["authorizationMessage"].as_str().unwrap().contains("clientAuthorizationGrants"));
-    assert_eq!(op.counter("kco_keycloak_requests", &[]).await, 0, "no Keycloak call without a grant");
+    // The instance's own status check logs in and reads the server version; the client makes no call.
+    let all = op.counter("kco_keycloak_requests", &[]).await;
+    let instance_check = op.counter("kco_keycloak_requests", &[("kind", "token")]).await
+        + op.counter("kco_keycloak_requests", &[("kind", "serverinfo")]).await;
+    assert_eq!(all - instance_check, 0, "no Keycloak call for a client without a grant");
 
     // Granting it reconciles the waiting client within seconds (the realm is watched), no restart.
     let granted_at = Instant::now();
@@ -331,4 +335,78 @@ async fn deletion_waits_for_an_unreachable_keycloak() {
     })
     .await;
     assert!(env.keycloak_get(&path).await.is_none(), "the Keycloak client was deleted");
+}
+
+#[tokio::test]
+async fn authentication_flow_overrides_point_at_realm_flows() {
+    let (env, ns, _op) = setup("flows").await;
+    env.apply(&ns, client("first", json!({"clientId": "first", "realmRef": {"name": "realm"}}))).await;
+    env.wait_phase(&ns, "first", "Ready", READY).await;
+    env.keycloak_send(
+        Method::POST,
+        &format!("{ns}/authentication/flows/browser/copy"),
+        Some(json!({"newName": "browser-with-otp"})),
+    )
+    .await;
+    env.apply(
+        &ns,
+        client(
+            "web",
+            json!({"clientId": "web", "realmRef": {"name": "realm"},
+        "authenticationFlows": {"browserFlow": "browser-with-otp"}}),
+        ),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "web", "Ready", READY).await;
+    let flows = env.keycloak_get(&format!("{ns}/authentication/flows")).await.unwrap();
+    let id = flows.as_array().unwrap().iter().find(|f| f["alias"] == "browser-with-otp").unwrap()["id"].clone();
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!(c["authenticationFlowBindingOverrides"]["browser"], id);
+    assert!(c["authenticationFlowBindingOverrides"].get("direct_grant").is_none_or(|v| v == ""));
+
+    // An alias the realm lacks is a spec error naming the field.
+    env.apply(
+        &ns,
+        client(
+            "bad",
+            json!({"clientId": "bad", "realmRef": {"name": "realm"},
+        "authenticationFlows": {"directGrantFlow": "no-such-flow"}}),
+        ),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "bad", "Failed", READY).await;
+    assert_eq!(s["reason"], "FlowNotFound");
+    assert!(s["message"].as_str().unwrap().contains("spec.authenticationFlows.directGrantFlow"));
+}
+
+#[tokio::test]
+async fn instance_status_reports_reachability_and_wrong_credentials_are_told_apart() {
+    let (env, ns, _op) = setup("inst").await;
+    let s = wait_for("instance reachable", READY, || async {
+        let o = env.get(&ns, "kco.dev/v1", "KeycloakInstance", "local").await?;
+        (o["status"]["reachable"] == true).then(|| o["status"].clone())
+    })
+    .await;
+    assert!(s["version"].as_str().unwrap().starts_with("26."), "{s}");
+
+    // Wrong admin password: the instance says so, and clients fail with a 401-specific reason.
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keycloak-admin"},
+        "stringData": {"username": env.admin_user, "password": "wrong"}}),
+    )
+    .await;
+    env.apply(&ns, client("svc", json!({"clientId": "svc", "realmRef": {"name": "realm"}}))).await;
+    let s = wait_for("client fails as unauthorized", READY, || async {
+        let s = env.client_status(&ns, "svc").await;
+        (s["reason"] == "KeycloakUnauthorized").then_some(s)
+    })
+    .await;
+    assert!(s["message"].as_str().unwrap().contains("adminSecretRef"), "{s}");
+    let s = wait_for("instance reports the failed login", Duration::from_secs(30), || async {
+        let o = env.get(&ns, "kco.dev/v1", "KeycloakInstance", "local").await?;
+        (o["status"]["reachable"] == false).then(|| o["status"].clone())
+    })
+    .await;
+    assert!(s["message"].as_str().unwrap().contains("HTTP 401"), "{s}");
 }

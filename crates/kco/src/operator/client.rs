@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
 use kco_api::{
     ADOPT_ANNOTATION, CLIENT_FINALIZER, DeletionPolicy, Endpoints, KeycloakClient, KeycloakClientStatus, KeycloakRealm,
     Phase,
 };
+use kco_engine::formats::render_additional;
 use kco_engine::plan::{Ownership, ownership};
 use kco_engine::secret::{Credentials, render_credentials};
 use kco_engine::{DesiredClient, Owner, apply_plan, observe_client, plan_client, validate_client};
@@ -19,18 +19,24 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
 
 use super::context::ResultLabel;
+use super::credentials::client_secret;
+use super::guarded::GuardedClient;
 use super::resolve::{admin_of, grant, realm_of};
-use super::secret::ensure_secret;
+use super::secret::{OutputSecret, ensure_secret};
 use super::status::write_status;
 use super::{Context, ReconcileError, backoff};
 
 pub async fn reconcile(
-    kc: Arc<KeycloakClient>,
+    guarded: Arc<GuardedClient>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
-    let ns = kc.namespace().unwrap_or_default();
+    let ns = guarded.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", guarded.name_any());
+    let kc = match &guarded.parsed {
+        Ok(kc) => Arc::new(kc.clone()),
+        Err(why) => return malformed(&guarded, why, &ctx).await.map_err(kube::runtime::finalizer::Error::ApplyFailed),
+    };
     let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
-    let key = format!("{ns}/{}", kc.name_any());
     let result = finalizer(&api, CLIENT_FINALIZER, kc, |event| async {
         match event {
             Finalizer::Apply(kc) => apply(&kc, &ctx).await,
@@ -48,8 +54,32 @@ pub async fn reconcile(
     result
 }
 
+/// An object that does not parse: say where in status and an Event, touch nothing in Keycloak, and
+/// wait for the user to fix it. Deleting it releases kco's finalizer (kco cannot know what it named).
+async fn malformed(obj: &GuardedClient, why: &str, ctx: &Context) -> Result<Action, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
+    let name = obj.name_any();
+    if obj.meta().deletion_timestamp.is_some() {
+        let keep: Vec<String> = obj.finalizers().iter().filter(|f| *f != CLIENT_FINALIZER).cloned().collect();
+        let patch = serde_json::json!({"metadata": {"finalizers": keep}});
+        api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+        return Ok(Action::await_change());
+    }
+    let message = format!("{why}; fix the object so it matches the KeycloakClient schema");
+    // A merge patch: server-side apply cannot build its typed view of an object that breaks the schema.
+    let status = serde_json::json!({
+        "status": {"phase": "Failed", "reason": "InvalidSpec", "message": message,
+                   "observedGeneration": obj.meta().generation}
+    });
+    api.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await?;
+    ctx.count_write("status");
+    tracing::warn!(object = %format!("{ns}/{name}"), reason = %why, "KeycloakClient does not parse");
+    Ok(Action::await_change())
+}
+
 pub fn error_policy(
-    kc: Arc<KeycloakClient>,
+    kc: Arc<GuardedClient>,
     err: &kube::runtime::finalizer::Error<ReconcileError>,
     ctx: Arc<Context>,
 ) -> Action {
@@ -77,6 +107,10 @@ struct Observed {
     secret: Option<String>,
     roles: Option<Vec<String>>,
     mappers: Option<Vec<String>>,
+    last_rotation: Option<jiff::Timestamp>,
+    next_rotation: Option<jiff::Timestamp>,
+    /// `None`: not decided in this reconcile (keep what status has).
+    regenerated_generation: Option<Option<i64>>,
 }
 
 impl Observed {
@@ -101,8 +135,12 @@ impl Observed {
             last_health_check: prev.last_health_check,
             last_updated: prev.last_updated,
             last_reconcile_event_time: prev.last_reconcile_event_time,
-            last_rotation: prev.last_rotation,
-            next_rotation: prev.next_rotation,
+            last_rotation: self.last_rotation.map(|t| t.to_string()).or(prev.last_rotation),
+            next_rotation: self.next_rotation.map(|t| t.to_string()).or(prev.next_rotation),
+            regenerated_generation: match self.regenerated_generation {
+                Some(g) => g,
+                None => prev.regenerated_generation,
+            },
             conditions: prev.conditions,
         }
     }
@@ -111,13 +149,13 @@ impl Observed {
 async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
     let mut seen = Observed::default();
     match converge(kc, ctx, &mut seen).await {
-        Ok(outcome) => {
+        Ok(done) => {
             let message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
             write_status(ctx, kc, seen.status(kc, Phase::Ready, "Reconciled", message)).await?;
-            if let Some((reason, note)) = outcome {
+            if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
             }
-            Ok(Action::requeue(ctx.resync))
+            Ok(Action::requeue(done.requeue.map_or(ctx.resync, |r| r.min(ctx.resync))))
         }
         Err(e) => {
             let (phase, action) = if e.is_transient() {
@@ -141,11 +179,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
 
 /// Bring Keycloak and the Secret in line with the spec. Returns an Event to publish when it changed
 /// something.
-async fn converge(
-    kc: &KeycloakClient,
-    ctx: &Context,
-    seen: &mut Observed,
-) -> Result<Option<(&'static str, String)>, ReconcileError> {
+async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Result<Converged, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
     let errors = validate_client(&kc.spec);
     if !errors.is_empty() {
@@ -169,6 +203,11 @@ async fn converge(
     if !granted {
         return Err(ReconcileError::blocked("NotAuthorized", why));
     }
+    let over_reach = kco_engine::guard::check_against_realm(&kc.spec, &realm.spec);
+    if !over_reach.is_empty() {
+        let list: Vec<String> = over_reach.iter().map(ToString::to_string).collect();
+        return Err(ReconcileError::blocked("NotAllowed", list.join("; ")));
+    }
     let (instance, admin) = instance_of(ctx, &realm).await?;
     let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
     seen.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
@@ -190,7 +229,11 @@ async fn converge(
         }
     }
     let existing_id = observed.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string);
-    let desired = DesiredClient::from_spec(&kc.spec, Some(&owner));
+    let mut desired = DesiredClient::from_spec(&kc.spec, Some(&owner));
+    if let Some(flows) = &kc.spec.authentication_flows {
+        let overrides = flow_overrides(&admin, &realm_name, flows).await?;
+        desired.fields.insert("authenticationFlowBindingOverrides".into(), overrides);
+    }
     let observed = match observed {
         Some(rep) => Some(observe_client(&admin, &realm_name, &desired, rep).await?),
         None => None,
@@ -216,26 +259,85 @@ async fn converge(
         None
     };
 
+    let now = jiff::Timestamp::now();
+    let rep = observed.as_ref().map(|o| &o.representation);
+    let creds = client_secret(ctx, kc, &admin, &realm_name, &outcome.internal_id, rep, now).await?;
+    seen.last_rotation = creds.last_rotation;
+    seen.next_rotation = creds.next_rotation;
+    seen.regenerated_generation = Some(creds.regenerated_generation);
+    if let Some(ev) = creds.event {
+        event = Some(ev);
+    }
+    let credentials = Credentials {
+        client_id: kc.spec.client_id.clone(),
+        client_secret: creds.secret,
+        endpoints: Endpoints::for_realm(&public_url, &realm_name),
+    };
+    let mut written = Vec::new();
     if kc.spec.manage_secret {
         let secret_name = kc.secret_name();
-        let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
-        let existing = secrets.get_opt(&secret_name).await?;
-        let client_secret = if kc.spec.public_client {
-            None
-        } else {
-            Some(admin.client_secret(&realm_name, &outcome.internal_id).await?)
-        };
-        let data = render_credentials(&Credentials {
-            client_id: kc.spec.client_id.clone(),
-            client_secret,
-            endpoints: Endpoints::for_realm(&public_url, &realm_name),
-        });
-        if ensure_secret(ctx, kc, existing.as_ref(), &data).await? && event.is_none() {
-            event = Some(("SecretWritten", format!("wrote credentials to Secret {secret_name}")));
+        let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
+        let out = OutputSecret { name: &secret_name, labels: meta.labels, annotations: meta.annotations };
+        if ensure_secret(ctx, kc, &out, &render_credentials(&credentials)).await? {
+            written.push(secret_name.clone());
         }
         seen.secret = Some(secret_name);
     }
-    Ok(event)
+    // Consumer-format Secrets are written even with manageSecret: false: asking for them is explicit.
+    for extra in kc.spec.additional_secrets.iter().flatten() {
+        let data = render_additional(extra, &credentials, &realm_name)
+            .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
+        let out =
+            OutputSecret { name: &extra.name, labels: extra.labels.clone(), annotations: extra.annotations.clone() };
+        if ensure_secret(ctx, kc, &out, &data).await? {
+            written.push(extra.name.clone());
+        }
+    }
+    if !written.is_empty() && event.is_none() {
+        event = Some(("SecretWritten", format!("wrote credentials to Secret {}", written.join(", "))));
+    }
+    let requeue = creds.next_rotation.and_then(|next| {
+        let secs = next.as_second().saturating_sub(now.as_second()).max(1);
+        Some(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
+    });
+    Ok(Converged { event, requeue })
+}
+
+/// What a successful converge leaves for the caller: an Event to publish, and how soon the next
+/// rotation is due (the requeue is the earlier of this and the resync period).
+struct Converged {
+    event: Option<(&'static str, String)>,
+    requeue: Option<std::time::Duration>,
+}
+
+/// `authenticationFlows` aliases → the client's flow binding overrides (flow ids). An unset binding is
+/// sent empty, which is how Keycloak removes an override. One read of the realm's flows, only when
+/// the spec manages overrides.
+async fn flow_overrides(
+    admin: &KeycloakAdmin,
+    realm: &str,
+    flows: &kco_api::AuthenticationFlows,
+) -> Result<Value, ReconcileError> {
+    let all = admin.get(&[realm, "authentication", "flows"], &[], "authentication-flow").await?;
+    let id_of = |field: &str, alias: &Option<String>| -> Result<String, ReconcileError> {
+        let Some(alias) = alias else { return Ok(String::new()) };
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f.get("alias").and_then(Value::as_str) == Some(alias))
+            .and_then(|f| f.get("id").and_then(Value::as_str))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ReconcileError::blocked(
+                    "FlowNotFound",
+                    format!("spec.authenticationFlows.{field}: realm {realm} has no authentication flow {alias:?}; create it or fix the alias"),
+                )
+            })
+    };
+    Ok(serde_json::json!({
+        "browser": id_of("browserFlow", &flows.browser_flow)?,
+        "direct_grant": id_of("directGrantFlow", &flows.direct_grant_flow)?,
+    }))
 }
 
 async fn instance_of(

@@ -3,6 +3,9 @@
 
 mod client;
 mod context;
+mod credentials;
+mod guarded;
+mod instance;
 mod resolve;
 mod secret;
 mod status;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kco_api::{KeycloakClient, KeycloakRealm, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use kco_api::{GROUP, KeycloakClient, KeycloakInstance, KeycloakRealm};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -22,6 +25,7 @@ use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 
 pub use context::{Context, ReconcileError};
+use guarded::GuardedClient;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -65,18 +69,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (clients, realms, secrets) = match &args.namespace {
         Some(ns) => (
-            Api::<KeycloakClient>::namespaced(client.clone(), ns),
+            Api::<GuardedClient>::namespaced(client.clone(), ns),
             Api::<KeycloakRealm>::namespaced(client.clone(), ns),
             Api::<Secret>::namespaced(client.clone(), ns),
         ),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
     tracing::info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
+    let instances: Api<KeycloakInstance> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let instance_controller = Controller::new(instances, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(instance::reconcile, instance::error_policy, ctx.clone())
+        .for_each(|_| async {});
     let controller = Controller::new(clients, watcher::Config::default());
     let store = controller.store();
     ready.store(true, Ordering::Relaxed);
-    controller
-        .owns(secrets, watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")))
+    let secret_store = store.clone();
+    let client_controller = controller
+        // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
+        // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
+        // change to a user-owned secret reaches Keycloak within seconds.
+        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let name = secret.name_any();
+            let owners: Vec<String> = secret
+                .owner_references()
+                .iter()
+                .filter(|o| o.kind == "KeycloakClient" && o.api_version.starts_with(GROUP))
+                .map(|o| o.uid.clone())
+                .collect();
+            secret_store
+                .state()
+                .into_iter()
+                .filter(move |c| {
+                    c.namespace().as_deref() == Some(ns.as_str())
+                        && (c.uid().is_some_and(|u| owners.contains(&u))
+                            || c.spec().and_then(|s| s.client_secret.as_ref()).is_some_and(|r| r.name == name))
+                })
+                .map(|c| ObjectRef::from_obj(&*c))
+        })
         // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
         .watches(realms, watcher::Config::default(), move |realm: KeycloakRealm| {
             let realm_ns = realm.namespace().unwrap_or_default();
@@ -86,7 +120,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .into_iter()
                 .filter(move |c| {
                     let ns = c.namespace().unwrap_or_default();
-                    c.spec.realm_ref.name == realm_name && c.spec.realm_ref.namespace_or(&ns) == realm_ns
+                    c.spec()
+                        .is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
                 })
                 .map(|c| ObjectRef::from_obj(&*c))
         })
@@ -97,8 +132,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
-        })
-        .await;
+        });
+    futures::join!(client_controller, instance_controller);
     http.abort();
     tracing::info!("kco operator stopped");
     Ok(())

@@ -49,7 +49,14 @@ pub async fn admin_of(
     let Some(instance) = api.get_opt(ins_name).await? else {
         return Ok(None);
     };
-    let key = format!("{ins_ns}/{ins_name}");
+    let admin = admin_for(ctx, &instance).await?;
+    Ok(Some((instance, admin)))
+}
+
+/// The admin client of `instance`, from the cache unless its URL, credentials or CA changed.
+pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc<KeycloakAdmin>, ReconcileError> {
+    let ins_ns = instance.namespace().unwrap_or_default();
+    let key = format!("{ins_ns}/{}", instance.name_any());
 
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ins_ns);
     let secret_name = &instance.spec.admin_secret_ref.name;
@@ -83,7 +90,7 @@ pub async fn admin_of(
             ));
         }
     };
-    let ca_pem = ca_bundle(ctx, &instance, &ins_ns).await?;
+    let ca_pem = ca_bundle(ctx, instance, &ins_ns).await?;
 
     let mut h = DefaultHasher::new();
     (&instance.spec.url, &instance.spec.admin_realm, &data, &ca_pem).hash(&mut h);
@@ -92,7 +99,7 @@ pub async fn admin_of(
     if let Some((fp, admin)) = cache.get(&key)
         && *fp == fingerprint
     {
-        return Ok(Some((instance, admin.clone())));
+        return Ok(admin.clone());
     }
     let admin = Arc::new(
         KeycloakAdmin::new(
@@ -108,7 +115,7 @@ pub async fn admin_of(
         .map_err(|e| ReconcileError::blocked("InstanceInvalid", format!("KeycloakInstance {key}: {e}")))?,
     );
     cache.insert(key, (fingerprint, admin.clone()));
-    Ok(Some((instance, admin)))
+    Ok(admin)
 }
 
 async fn ca_bundle(ctx: &Context, instance: &KeycloakInstance, ns: &str) -> Result<Option<Vec<u8>>, ReconcileError> {

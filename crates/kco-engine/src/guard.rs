@@ -1,0 +1,127 @@
+//! guard: what a KeycloakClient may ask for, given the realm it lives in. Refuses realm
+//! administration grants and script mappers unless the KeycloakRealm explicitly allows them.
+
+use kco_api::{KeycloakClientSpec, KeycloakRealmSpec};
+
+use crate::ValidationError;
+
+/// Realm roles that administer the realm itself.
+const ADMIN_REALM_ROLES: &[&str] = &["admin", "create-realm"];
+
+/// Roles of the `realm-management` client (and the master realm's `<realm>-realm` clients) that
+/// hand out control of users, clients or the realm.
+const ADMIN_CLIENT_ROLES: &[&str] = &[
+    "realm-admin",
+    "manage-realm",
+    "manage-users",
+    "manage-clients",
+    "manage-authorization",
+    "manage-identity-providers",
+    "manage-events",
+    "impersonation",
+    "create-client",
+];
+
+/// Mapper types that run scripts inside Keycloak.
+fn is_script_mapper(kind: &str) -> bool {
+    kind.starts_with("script-") || kind.contains("javascript") || kind == "oidc-script-based-protocol-mapper"
+}
+
+/// Rules that depend on the realm: every violation, naming the field and the realm setting to change.
+pub fn check_against_realm(spec: &KeycloakClientSpec, realm: &KeycloakRealmSpec) -> Vec<ValidationError> {
+    let mut errs = Vec::new();
+    if !realm.allow_admin_role_grants
+        && let Some(sa) = &spec.service_account_roles
+    {
+        for (i, role) in sa.realm_roles.iter().flatten().enumerate() {
+            if ADMIN_REALM_ROLES.contains(&role.as_str()) {
+                errs.push(ValidationError::new(
+                    format!("serviceAccountRoles.realmRoles[{i}]"),
+                    format!(
+                        "{role:?} administers the realm; granting it needs allowAdminRoleGrants: true on KeycloakRealm for realm {}",
+                        realm.realm_name
+                    ),
+                ));
+            }
+        }
+        for (client, roles) in sa.client_roles.iter().flatten() {
+            let admin_client = client == "realm-management" || client.ends_with("-realm");
+            for role in roles {
+                if admin_client && ADMIN_CLIENT_ROLES.contains(&role.as_str()) {
+                    errs.push(ValidationError::new(
+                        format!("serviceAccountRoles.clientRoles.{client}"),
+                        format!(
+                            "{client}/{role} administers the realm; granting it needs allowAdminRoleGrants: true on KeycloakRealm for realm {}",
+                            realm.realm_name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if !realm.allow_script_mappers {
+        for (i, m) in spec.protocol_mappers.iter().flatten().enumerate() {
+            if is_script_mapper(&m.protocol_mapper) {
+                errs.push(ValidationError::new(
+                    format!("protocolMappers[{i}].protocolMapper"),
+                    format!(
+                        "{:?} runs a script inside Keycloak; it needs allowScriptMappers: true on KeycloakRealm for realm {}",
+                        m.protocol_mapper, realm.realm_name
+                    ),
+                ));
+            }
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn realm(extra: serde_json::Value) -> KeycloakRealmSpec {
+        let mut v = json!({"realmName": "r", "instanceRef": {"name": "i"}});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn spec(extra: serde_json::Value) -> KeycloakClientSpec {
+        let mut v = json!({"clientId": "c", "realmRef": {"name": "r"}});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn admin_grants_are_refused_unless_the_realm_allows_them() {
+        let s = spec(json!({"serviceAccountRoles": {"realmRoles": ["reader", "admin"],
+            "clientRoles": {"realm-management": ["view-users", "realm-admin", "impersonation"], "orders": ["manage-users"]}}}));
+        let errs = check_against_realm(&s, &realm(json!({})));
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "serviceAccountRoles.realmRoles[1]",
+                "serviceAccountRoles.clientRoles.realm-management",
+                "serviceAccountRoles.clientRoles.realm-management"
+            ]
+        );
+        assert!(errs[0].message.contains("allowAdminRoleGrants: true"));
+        assert!(check_against_realm(&s, &realm(json!({"allowAdminRoleGrants": true}))).is_empty());
+    }
+
+    #[test]
+    fn script_mappers_are_refused_unless_the_realm_allows_them() {
+        let s = spec(json!({"protocolMappers": [
+            {"name": "ok", "protocolMapper": "oidc-hardcoded-claim-mapper"},
+            {"name": "js", "protocolMapper": "script-my-mapper.js"}]}));
+        let errs = check_against_realm(&s, &realm(json!({})));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "protocolMappers[1].protocolMapper");
+        assert!(check_against_realm(&s, &realm(json!({"allowScriptMappers": true}))).is_empty());
+    }
+}

@@ -1,0 +1,48 @@
+//! KeycloakInstance status: whether kco can reach and log in to the Admin API, and Keycloak's
+//! version. Checked on change and at every resync; status is written only when it changes.
+
+use std::sync::Arc;
+
+use kco_api::{FIELD_MANAGER, KeycloakInstance, KeycloakInstanceStatus};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::resolve::admin_for;
+use super::{Context, ReconcileError};
+
+pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let checked = match admin_for(&ctx, &ins).await {
+        Ok(admin) => admin.server_version().await.map_err(ReconcileError::from),
+        Err(e) => Err(e),
+    };
+    let status = match &checked {
+        Ok(version) => KeycloakInstanceStatus {
+            reachable: Some(true),
+            version: Some(version.clone()),
+            message: Some(format!("Admin API at {} answers", ins.spec.url)),
+            observed_generation: ins.metadata.generation,
+            conditions: vec![],
+        },
+        Err(e) => KeycloakInstanceStatus {
+            reachable: Some(false),
+            version: ins.status.as_ref().and_then(|s| s.version.clone()),
+            message: Some(e.to_string()),
+            observed_generation: ins.metadata.generation,
+            conditions: vec![],
+        },
+    };
+    if ins.status.as_ref() != Some(&status) {
+        let api: Api<KeycloakInstance> = Api::namespaced(ctx.kube.clone(), &ins.namespace().unwrap_or_default());
+        let patch = json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "status": status});
+        api.patch_status(&ins.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        ctx.count_write("status");
+    }
+    Ok(Action::requeue(if checked.is_ok() { ctx.resync } else { ctx.resync.min(std::time::Duration::from_secs(30)) }))
+}
+
+pub fn error_policy(_: Arc<KeycloakInstance>, err: &ReconcileError, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "KeycloakInstance status check failed");
+    Action::requeue(std::time::Duration::from_secs(30))
+}

@@ -746,10 +746,15 @@ pub struct KeycloakClientStatus {
     pub created_roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_mappers: Option<Vec<String>>,
+    /// When kco last checked the client against Keycloak and recorded a result. Checks that find
+    /// nothing new do not move it: a resync with nothing to do writes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_health_check: Option<String>,
+    /// When this status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
+    /// Drift watermark: when kco last changed the client in Keycloak (create, update, drift revert,
+    /// secret change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_event_time: Option<String>,
     /// RFC 3339 time of the last secret rotation kco made.

@@ -92,3 +92,34 @@ fn summarize_body(body: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_told_apart_and_only_passing_ones_retry() {
+        let kind = |code| Error::from_status(code, "GET x".into(), "").kind;
+        assert_eq!(kind(401), ErrorKind::Unauthorized);
+        assert_eq!(kind(403), ErrorKind::Forbidden);
+        assert_eq!(kind(404), ErrorKind::NotFound);
+        assert_eq!(kind(409), ErrorKind::Conflict);
+        assert_eq!(kind(400), ErrorKind::BadRequest);
+        assert_eq!(kind(503), ErrorKind::Server);
+        for k in [ErrorKind::Unreachable, ErrorKind::Server, ErrorKind::Conflict] {
+            assert!(k.is_transient(), "{k:?}");
+        }
+        for k in [ErrorKind::Unauthorized, ErrorKind::Forbidden, ErrorKind::NotFound, ErrorKind::BadRequest] {
+            assert!(!k.is_transient(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_to_fix() {
+        let e = Error::from_status(401, "GET /admin/realms/r".into(), r#"{"error":"invalid_grant"}"#);
+        assert!(e.to_string().contains("adminSecretRef"), "{e}");
+        assert!(e.to_string().contains("invalid_grant"), "{e}");
+        let e = Error::from_status(403, "GET x".into(), "");
+        assert!(e.to_string().contains("realm-admin"), "{e}");
+    }
+}

@@ -20,6 +20,12 @@ enum Command {
     Run(operator::RunArgs),
     /// Print the CustomResourceDefinitions of every kco resource as YAML.
     Crd,
+    /// Check KeycloakClient manifests with the operator's rules; exits 1 when any is invalid.
+    Validate {
+        /// YAML files (multi-document files are fine; other kinds are skipped).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -33,6 +39,12 @@ async fn main() -> anyhow::Result<()> {
             operator::run(args).await
         }
         Command::Crd => cli::print_crds(),
+        Command::Validate { files } => {
+            if !cli::validate_files(&files)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

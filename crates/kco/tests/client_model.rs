@@ -410,3 +410,41 @@ async fn instance_status_reports_reachability_and_wrong_credentials_are_told_apa
     .await;
     assert!(s["message"].as_str().unwrap().contains("HTTP 401"), "{s}");
 }
+
+#[tokio::test]
+async fn realm_administration_grants_need_the_realms_explicit_allowance() {
+    let (env, ns, op) = setup("guard").await;
+    env.apply(
+        &ns,
+        client(
+            "greedy",
+            json!({"clientId": "greedy", "realmRef": {"name": "realm"},
+        "settings": {"serviceAccountsEnabled": true},
+        "serviceAccountRoles": {"clientRoles": {"realm-management": ["realm-admin"]}}}),
+        ),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "greedy", "Failed", READY).await;
+    assert_eq!(s["reason"], "NotAllowed");
+    assert!(s["message"].as_str().unwrap().contains("allowAdminRoleGrants"), "{s}");
+    let client_calls = op.counter("kco_keycloak_requests", &[("kind", "client")]).await;
+    assert_eq!(client_calls, 0, "a refused client must not reach Keycloak");
+
+    env.apply(
+        &ns,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
+        "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": [ns],
+                 "allowAdminRoleGrants": true}}),
+    )
+    .await;
+    let s = env.wait_phase(&ns, "greedy", "Ready", READY).await;
+    let id = s["internalId"].as_str().unwrap();
+    let sa = env.keycloak_get(&format!("{ns}/clients/{id}/service-account-user")).await.unwrap();
+    let rm = env.keycloak_get(&format!("{ns}/clients?clientId=realm-management")).await.unwrap();
+    let rm_id = rm[0]["id"].as_str().unwrap();
+    let roles = env
+        .keycloak_get(&format!("{ns}/users/{}/role-mappings/clients/{rm_id}", sa["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert!(roles.as_array().unwrap().iter().any(|r| r["name"] == "realm-admin"));
+}

@@ -273,3 +273,48 @@ async fn with_a_grace_period_the_old_secret_works_until_it_ends() {
     assert!(env.client_credentials(&url, "svc", &old).await.is_err(), "the previous secret outlived its grace period");
     env.client_credentials(&url, "svc", &new).await.unwrap();
 }
+
+#[tokio::test]
+async fn secret_name_metadata_and_manage_secret_false_are_honoured() {
+    let (env, ns, _op) = setup("meta", "5m").await;
+    env.apply(
+        &ns,
+        client(
+            "named",
+            confidential(
+                "named",
+                json!({"secretName": "custom-name",
+        "secretMetadata": {"labels": {"app": "orders"}, "annotations": {"reloader.stakater.com/match": "true"}}}),
+            ),
+        ),
+    )
+    .await;
+    env.apply(&ns, client("unmanaged", confidential("unmanaged", json!({"manageSecret": false})))).await;
+    let s = env.wait_phase(&ns, "named", "Ready", READY).await;
+    assert_eq!(s["credentialsSecret"], "custom-name");
+    let secret = env.get(&ns, "v1", "Secret", "custom-name").await.expect("Secret under spec.secretName");
+    assert_eq!(secret["metadata"]["labels"]["app"], "orders");
+    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kco");
+    assert_eq!(secret["metadata"]["annotations"]["reloader.stakater.com/match"], "true");
+    assert!(env.get(&ns, "v1", "Secret", "named-credentials").await.is_none(), "the default name was written too");
+
+    let s = env.wait_phase(&ns, "unmanaged", "Ready", READY).await;
+    assert!(s.get("credentialsSecret").is_none(), "status claims a Secret: {s}");
+    assert!(env.get(&ns, "v1", "Secret", "unmanaged-credentials").await.is_none());
+}
+
+#[tokio::test]
+async fn a_secret_that_is_not_kcos_is_never_overwritten() {
+    let (env, ns, _op) = setup("taken", "5m").await;
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "svc-credentials"},
+        "stringData": {"client-secret": "hand-made"}}),
+    )
+    .await;
+    env.apply(&ns, client("svc", confidential("svc", json!({})))).await;
+    let s = env.wait_phase(&ns, "svc", "Failed", READY).await;
+    assert_eq!(s["reason"], "SecretConflict");
+    assert!(s["message"].as_str().unwrap().contains("secretName"), "{s}");
+    assert_eq!(env.secret_data(&ns, "svc-credentials").await.unwrap()["client-secret"], "hand-made");
+}

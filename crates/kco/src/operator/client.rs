@@ -111,6 +111,8 @@ struct Observed {
     next_rotation: Option<jiff::Timestamp>,
     /// `None`: not decided in this reconcile (keep what status has).
     regenerated_generation: Option<Option<i64>>,
+    /// Set when this reconcile changed something in Keycloak or a Secret.
+    changed_at: Option<jiff::Timestamp>,
 }
 
 impl Observed {
@@ -134,7 +136,7 @@ impl Observed {
             applied_mappers: self.mappers.clone().or(prev.applied_mappers),
             last_health_check: prev.last_health_check,
             last_updated: prev.last_updated,
-            last_reconcile_event_time: prev.last_reconcile_event_time,
+            last_reconcile_event_time: self.changed_at.map(|t| t.to_string()).or(prev.last_reconcile_event_time),
             last_rotation: self.last_rotation.map(|t| t.to_string()).or(prev.last_rotation),
             next_rotation: self.next_rotation.map(|t| t.to_string()).or(prev.next_rotation),
             regenerated_generation: match self.regenerated_generation {
@@ -150,7 +152,14 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
     let mut seen = Observed::default();
     match converge(kc, ctx, &mut seen).await {
         Ok(done) => {
-            let message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
+            let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
+            if kc.spec.authentication_flows.as_ref().is_some_and(|f| f.client_authentication_flow.is_some()) {
+                // Keycloak binds client authentication per realm only; say so rather than pretend.
+                message.push_str(
+                    "; note: spec.authenticationFlows.clientAuthenticationFlow is not applied (Keycloak has no \
+                     per-client override for client authentication; bind the flow on the realm)",
+                );
+            }
             write_status(ctx, kc, seen.status(kc, Phase::Ready, "Reconciled", message)).await?;
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
@@ -277,24 +286,36 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
     if kc.spec.manage_secret {
         let secret_name = kc.secret_name();
         let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
-        let out = OutputSecret { name: &secret_name, labels: meta.labels, annotations: meta.annotations };
+        let out = OutputSecret {
+            name: &secret_name,
+            field: "spec.secretName".into(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+        };
         if ensure_secret(ctx, kc, &out, &render_credentials(&credentials)).await? {
             written.push(secret_name.clone());
         }
         seen.secret = Some(secret_name);
     }
     // Consumer-format Secrets are written even with manageSecret: false: asking for them is explicit.
-    for extra in kc.spec.additional_secrets.iter().flatten() {
+    for (i, extra) in kc.spec.additional_secrets.iter().flatten().enumerate() {
         let data = render_additional(extra, &credentials, &realm_name)
             .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
-        let out =
-            OutputSecret { name: &extra.name, labels: extra.labels.clone(), annotations: extra.annotations.clone() };
+        let out = OutputSecret {
+            name: &extra.name,
+            field: format!("spec.additionalSecrets[{i}].name"),
+            labels: extra.labels.clone(),
+            annotations: extra.annotations.clone(),
+        };
         if ensure_secret(ctx, kc, &out, &data).await? {
             written.push(extra.name.clone());
         }
     }
     if !written.is_empty() && event.is_none() {
         event = Some(("SecretWritten", format!("wrote credentials to Secret {}", written.join(", "))));
+    }
+    if event.is_some() {
+        seen.changed_at = Some(now);
     }
     let requeue = creds.next_rotation.and_then(|next| {
         let secs = next.as_second().saturating_sub(now.as_second()).max(1);

@@ -15,6 +15,8 @@ use super::{Context, ReconcileError};
 /// A Secret kco writes: its name and the labels and annotations the spec asks for.
 pub struct OutputSecret<'a> {
     pub name: &'a str,
+    /// The spec field that names it, for the message when the name is taken.
+    pub field: String,
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -39,7 +41,8 @@ pub async fn ensure_secret(
                 "SecretConflict",
                 format!(
                     "Secret {ns}/{name} exists and is not managed by this KeycloakClient; kco will not overwrite it. \
-                     Choose another name for it in the spec, or delete that Secret"
+                     Set {} to another name, or delete that Secret",
+                    out.field
                 ),
             ));
         }

@@ -34,10 +34,12 @@ pub async fn write_status(
         last_transition_time: transition,
     }];
     status.last_updated = current.last_updated.clone();
+    status.last_health_check = current.last_health_check.clone();
     if status == current {
         return Ok(false);
     }
-    status.last_updated = Some(now);
+    status.last_updated = Some(now.clone());
+    status.last_health_check = Some(now);
     let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &kc.namespace().unwrap_or_default());
     let patch = json!({ "apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "status": status });
     api.patch_status(&kc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;

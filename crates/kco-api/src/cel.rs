@@ -244,6 +244,15 @@ pub(crate) fn client_id() -> impl FnMut(&mut Schema) {
     }))
 }
 
+/// The realm a client lives in: moving it would leave the old client behind in the old realm.
+pub(crate) fn realm_ref() -> impl FnMut(&mut Schema) {
+    merge(json!({
+        "x-kubernetes-validations": [
+            rule("self == oldSelf", "spec.realmRef is immutable once created; create a new KeycloakClient for another realm"),
+        ],
+    }))
+}
+
 /// `spec`-level rules between fields (the reference's constraints and Keycloak's own).
 pub(crate) fn client_spec_rules() -> impl FnMut(&mut Schema) {
     let rules = vec![

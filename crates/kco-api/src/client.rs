@@ -38,6 +38,8 @@ pub struct KeycloakClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The KeycloakRealm object this client belongs to; its namespace defaults to this object's.
+    /// Immutable once created.
+    #[schemars(transform = cel::realm_ref())]
     pub realm_ref: ObjectRef,
     #[serde(default)]
     pub protocol: Protocol,

@@ -32,6 +32,13 @@ pub struct KeycloakInstanceSpec {
     /// Realm the admin credentials belong to.
     #[serde(default = "default_admin_realm")]
     pub admin_realm: String,
+    /// Namespaces whose KeycloakRealms may use this instance, besides the instance's own. A realm
+    /// elsewhere gets NotAuthorized: only namespaces the Keycloak owner trusts may define realms.
+    #[serde(default)]
+    pub realm_authorization_grants: Vec<String>,
+    /// Allow KeycloakRealms to manage clients in the admin realm (`adminRealm`, usually `master`).
+    #[serde(default)]
+    pub allow_admin_realm: bool,
     /// A PEM CA bundle to trust for `url`, from a ConfigMap or Secret key in this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<CaBundleRef>,

@@ -204,17 +204,28 @@ pub async fn target_client(kc: &KeycloakAdmin, realm: &str, client_id: &str) -> 
 /// executor and a client policy that applies it by that attribute. Realm policies are replaced as a
 /// whole by Keycloak's API, so this reads, appends what is missing, and writes back; others' entries
 /// are kept.
-pub async fn ensure_grace_policy(kc: &KeycloakAdmin, realm: &str, grace_secs: i64) -> Result<(), Error> {
-    let name = format!("kco-secret-grace-{grace_secs}");
+///
+/// The profile's expiration period must outlast kco's own rotation period (Keycloak refuses an
+/// expired secret), and creation time + period must stay inside Keycloak's 32-bit seconds: it is
+/// twice the rotation period plus the grace, at least 400 days, capped below 2038 with a year spare.
+pub async fn ensure_grace_policy(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    grace_secs: i64,
+    period_secs: i64,
+    now_secs: i64,
+) -> Result<(), Error> {
+    let name = format!("kco-secret-grace-{grace_secs}-{period_secs}");
+    let cap = i64::from(i32::MAX) - now_secs - 365 * 86_400;
+    let expiry = (period_secs.saturating_mul(2).saturating_add(grace_secs)).max(400 * 86_400).min(cap).max(1);
     let mut profiles = kc.get(&[realm, "client-policies", "profiles"], &[], "client-policy").await?;
     if !named(&profiles["profiles"], &name) {
         let profile = serde_json::json!({
             "name": name,
             "description": "kco: keep the previous client secret after a rotation (gracePeriod)",
             "executors": [{"executor": "secret-rotation", "configuration": {
-                // Keycloak must never expire or rotate the secret by itself: kco decides rotations. Ten
-                // years keeps creation time + period inside Keycloak's 32-bit seconds.
-                "expiration-period": "315360000",
+                // Keycloak must not expire or rotate the secret by itself before kco does.
+                "expiration-period": expiry.to_string(),
                 "rotated-expiration-period": grace_secs.to_string(),
                 "remaining-rotation-period": "1"
             }}]

@@ -35,8 +35,8 @@ pub struct DesiredClient {
     /// Scope lists, when managed (at creation they go in the POST; later through their own endpoints).
     pub default_client_scopes: Option<Vec<String>>,
     pub optional_client_scopes: Option<Vec<String>>,
-    /// Protocol mappers kco manages, when it manages any.
-    pub protocol_mappers: Option<MapperSet>,
+    /// Protocol mappers kco manages: all with `spec.protocolMappers`, else only its audience mappers.
+    pub protocol_mappers: MapperSet,
     pub client_roles: Option<Vec<String>>,
     /// Realm roles of the service-account user (`default-roles-<realm>` is never revoked).
     pub service_account_realm_roles: Option<Vec<String>>,
@@ -88,7 +88,7 @@ fn audience_mapper(client_id: &str) -> DesiredMapper {
     }
 }
 
-fn mapper_set(spec: &KeycloakClientSpec) -> Option<MapperSet> {
+fn mapper_set(spec: &KeycloakClientSpec) -> MapperSet {
     let audiences = spec.audiences.iter().flatten().map(|a| audience_mapper(a));
     match &spec.protocol_mappers {
         Some(list) => {
@@ -102,12 +102,10 @@ fn mapper_set(spec: &KeycloakClientSpec) -> Option<MapperSet> {
                 })
                 .collect();
             mappers.extend(audiences);
-            Some(MapperSet { mappers, only_prefix: None })
+            MapperSet { mappers, only_prefix: None }
         }
-        None if spec.audiences.is_some() => {
-            Some(MapperSet { mappers: audiences.collect(), only_prefix: Some(AUDIENCE_MAPPER_PREFIX) })
-        }
-        None => None,
+        // kco's own audience mappers are always kco's to manage: dropping `audiences` removes them.
+        None => MapperSet { mappers: audiences.collect(), only_prefix: Some(AUDIENCE_MAPPER_PREFIX) },
     }
 }
 
@@ -199,8 +197,8 @@ impl DesiredClient {
         if let Some(v) = &self.optional_client_scopes {
             rep.insert("optionalClientScopes".into(), json!(v));
         }
-        if let Some(set) = &self.protocol_mappers {
-            let reps: Vec<Value> = set.mappers.iter().map(DesiredMapper::representation).collect();
+        if !self.protocol_mappers.mappers.is_empty() {
+            let reps: Vec<Value> = self.protocol_mappers.mappers.iter().map(DesiredMapper::representation).collect();
             rep.insert("protocolMappers".into(), Value::Array(reps));
         }
         Value::Object(rep)

@@ -1,7 +1,7 @@
 //! guard: what a KeycloakClient may ask for, given the realm it lives in. Refuses realm
 //! administration grants and script mappers unless the KeycloakRealm explicitly allows them.
 
-use kco_api::{KeycloakClientSpec, KeycloakRealmSpec};
+use kco_api::{KeycloakClientSpec, KeycloakInstanceSpec, KeycloakRealmSpec};
 
 use crate::ValidationError;
 
@@ -25,6 +25,30 @@ const ADMIN_CLIENT_ROLES: &[&str] = &[
 /// Mapper types that run scripts inside Keycloak.
 fn is_script_mapper(kind: &str) -> bool {
     kind.starts_with("script-") || kind.contains("javascript") || kind == "oidc-script-based-protocol-mapper"
+}
+
+/// Whether KeycloakRealm `realm_ns`/`realm_name` may use `instance` (in `instance_ns`): its namespace
+/// must be the instance's or granted by it, and the admin realm needs the instance's explicit allowance.
+pub fn check_instance_grant(
+    realm_ns: &str,
+    realm_name: &str,
+    instance_ns: &str,
+    instance_name: &str,
+    instance: &KeycloakInstanceSpec,
+) -> Result<(), String> {
+    if realm_ns != instance_ns && !instance.realm_authorization_grants.iter().any(|g| g == realm_ns) {
+        return Err(format!(
+            "KeycloakRealm {realm_ns}/{realm_name} may not use KeycloakInstance {instance_ns}/{instance_name}: \
+             add {realm_ns} to the instance's spec.realmAuthorizationGrants"
+        ));
+    }
+    if realm_name == instance.admin_realm && !instance.allow_admin_realm {
+        return Err(format!(
+            "realm {realm_name} is the admin realm of KeycloakInstance {instance_ns}/{instance_name}; \
+             set allowAdminRealm: true on the instance to manage clients there"
+        ));
+    }
+    Ok(())
 }
 
 /// Rules that depend on the realm: every violation, naming the field and the realm setting to change.
@@ -123,5 +147,24 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "protocolMappers[1].protocolMapper");
         assert!(check_against_realm(&s, &realm(json!({"allowScriptMappers": true}))).is_empty());
+    }
+
+    #[test]
+    fn only_granted_namespaces_may_use_an_instance_and_never_its_admin_realm_by_default() {
+        let ins: KeycloakInstanceSpec =
+            serde_json::from_value(json!({"url": "http://kc", "adminSecretRef": {"name": "a"},
+            "realmAuthorizationGrants": ["team-a"]}))
+            .unwrap();
+        assert!(check_instance_grant("kco-system", "platform", "kco-system", "kc", &ins).is_ok());
+        assert!(check_instance_grant("team-a", "team-a", "kco-system", "kc", &ins).is_ok());
+        let err = check_instance_grant("team-b", "team-a", "kco-system", "kc", &ins).unwrap_err();
+        assert!(err.contains("add team-b to the instance's spec.realmAuthorizationGrants"), "{err}");
+        let err = check_instance_grant("team-a", "master", "kco-system", "kc", &ins).unwrap_err();
+        assert!(err.contains("allowAdminRealm: true"), "{err}");
+        let open: KeycloakInstanceSpec =
+            serde_json::from_value(json!({"url": "http://kc", "adminSecretRef": {"name": "a"},
+            "allowAdminRealm": true}))
+            .unwrap();
+        assert!(check_instance_grant("kco-system", "master", "kco-system", "kc", &open).is_ok());
     }
 }

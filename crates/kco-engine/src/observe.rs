@@ -18,7 +18,12 @@ pub async fn observe_client(
     representation: Value,
 ) -> Result<ObservedClient, Error> {
     let id = representation.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut observed = ObservedClient { representation, ..Default::default() };
+    let mut representation = representation;
+    let secret = representation
+        .as_object_mut()
+        .and_then(|o| o.remove("secret"))
+        .and_then(|v| v.as_str().map(|s| secrecy::SecretString::from(s.to_string())));
+    let mut observed = ObservedClient { representation, secret, ..Default::default() };
     if desired.client_roles.is_some() {
         observed.client_roles = names(&kc.get(&[realm, "clients", &id, "roles"], &[], "client-role").await?);
     }

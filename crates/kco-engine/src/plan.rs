@@ -63,10 +63,13 @@ impl ClientOperation {
 
 /// What kco read from Keycloak about one existing client. The role lists are read only when the
 /// spec manages them (empty otherwise).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ObservedClient {
-    /// `GET /clients/{id}`: includes protocolMappers and the default/optional scope names.
+    /// `GET /clients/{id}`: includes protocolMappers and the default/optional scope names. The
+    /// `secret` field is taken out (into `secret`) so no plan or Debug output can carry it.
     pub representation: Value,
+    /// The client's current secret, as the same GET returned it.
+    pub secret: Option<secrecy::SecretString>,
     pub client_roles: Vec<String>,
     pub service_account_realm_roles: Vec<String>,
     /// Client id → roles of that client the service-account user has (for the clients the spec lists).
@@ -114,15 +117,23 @@ pub enum Ownership {
     Foreign(String),
 }
 
+/// Clients Keycloak makes in every realm (and `<realm>-realm` in master): never kco's to take.
+const BUILT_IN_CLIENTS: &[&str] =
+    &["account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console"];
+
 /// Decide whether `observed` may be managed by `owner`. A client without an owner attribute was made
-/// outside kco; it is taken over only with the adopt annotation.
+/// outside kco; it is taken over only with the adopt annotation, and never when it belongs to another
+/// KeycloakClient or is one of Keycloak's built-in clients.
 pub fn ownership(observed: &Value, owner: &Owner, adopt: bool) -> Ownership {
     let recorded = observed.pointer("/attributes").and_then(|a| a.get(OWNER_ATTRIBUTE)).and_then(Value::as_str);
+    let client_id = observed.get("clientId").and_then(Value::as_str).unwrap_or_default();
+    let built_in = BUILT_IN_CLIENTS.contains(&client_id) || client_id.ends_with("-realm");
     match recorded {
         Some(v) if v == owner.attribute_value() => Ownership::Owned,
+        Some(v) if !v.is_empty() => Ownership::Foreign(format!("KeycloakClient {}", display_owner(v))),
+        _ if built_in => Ownership::Foreign(format!("Keycloak itself ({client_id} is a built-in client)")),
         _ if adopt => Ownership::Owned,
-        Some(v) => Ownership::Foreign(format!("KeycloakClient {}", display_owner(v))),
-        None => Ownership::Foreign("a client created outside kco".to_string()),
+        _ => Ownership::Foreign("a client created outside kco".to_string()),
     }
 }
 
@@ -176,21 +187,25 @@ fn plan_fields(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOp
     }
 }
 
+/// Removals from both lists come before any addition: a scope moving from default to optional must
+/// be unlinked before Keycloak will link it the other way.
 fn plan_scopes(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOperation>) {
+    let mut adds = Vec::new();
     if let Some(want) = &desired.default_client_scopes {
         let (add, remove) = set_diff(want, &string_set(observed.get("defaultClientScopes")));
         ops.extend(remove.into_iter().map(ClientOperation::RemoveDefaultScope));
-        ops.extend(add.into_iter().map(ClientOperation::AddDefaultScope));
+        adds.extend(add.into_iter().map(ClientOperation::AddDefaultScope));
     }
     if let Some(want) = &desired.optional_client_scopes {
         let (add, remove) = set_diff(want, &string_set(observed.get("optionalClientScopes")));
         ops.extend(remove.into_iter().map(ClientOperation::RemoveOptionalScope));
-        ops.extend(add.into_iter().map(ClientOperation::AddOptionalScope));
+        adds.extend(add.into_iter().map(ClientOperation::AddOptionalScope));
     }
+    ops.extend(adds);
 }
 
 fn plan_mappers(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOperation>) {
-    let Some(set) = &desired.protocol_mappers else { return };
+    let set = &desired.protocol_mappers;
     let have: Vec<&Value> =
         observed.get("protocolMappers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
     let name_of = |m: &Value| m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -234,16 +249,20 @@ fn plan_mappers(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientO
 
 fn plan_roles(desired: &DesiredClient, observed: &ObservedClient, ops: &mut Vec<ClientOperation>) {
     if let Some(want) = &desired.client_roles {
-        let have: BTreeSet<String> = observed.client_roles.iter().cloned().collect();
-        let (add, remove) = set_diff(want, &have);
+        // Keycloak makes uma_protection itself for clients with authorization services.
+        let ours = |r: &&String| r.as_str() != "uma_protection";
+        let have: BTreeSet<String> = observed.client_roles.iter().filter(ours).cloned().collect();
+        let want: Vec<String> = want.iter().filter(ours).cloned().collect();
+        let (add, remove) = set_diff(&want, &have);
         ops.extend(remove.into_iter().map(ClientOperation::DeleteClientRole));
         ops.extend(add.into_iter().map(ClientOperation::CreateClientRole));
     }
     if let Some(want) = &desired.service_account_realm_roles {
         // Keycloak gives every user the realm's composite default role; it is not kco's to take away.
-        let have: BTreeSet<String> =
-            observed.service_account_realm_roles.iter().filter(|r| !r.starts_with("default-roles-")).cloned().collect();
-        let (add, remove) = set_diff(want, &have);
+        let ours = |r: &&String| !r.starts_with("default-roles-");
+        let have: BTreeSet<String> = observed.service_account_realm_roles.iter().filter(ours).cloned().collect();
+        let want: Vec<String> = want.iter().filter(ours).cloned().collect();
+        let (add, remove) = set_diff(&want, &have);
         if !remove.is_empty() {
             ops.push(ClientOperation::RevokeRealmRoles(remove));
         }
@@ -464,9 +483,15 @@ mod tests {
         assert_eq!(ownership(&ours, &owner(), false), Ownership::Owned);
         let other = Owner { namespace: "team-b".into(), name: "svc".into(), uid: "u-2".into() };
         assert_eq!(ownership(&ours, &other, false), Ownership::Foreign("KeycloakClient team-a/svc (uid u-1)".into()));
-        assert_eq!(ownership(&ours, &other, true), Ownership::Owned);
         let hand_made = json!({"clientId": "svc", "attributes": {}});
         assert_eq!(ownership(&hand_made, &owner(), false), Ownership::Foreign("a client created outside kco".into()));
+        assert_eq!(ownership(&hand_made, &owner(), true), Ownership::Owned);
+        // Adoption never takes another KeycloakClient's client, nor Keycloak's own.
+        assert!(matches!(ownership(&ours, &other, true), Ownership::Foreign(_)));
+        let built_in = json!({"clientId": "admin-cli", "attributes": {}});
+        assert!(matches!(ownership(&built_in, &owner(), true), Ownership::Foreign(_)));
+        let master_realm_client = json!({"clientId": "team-a-realm"});
+        assert!(matches!(ownership(&master_realm_client, &owner(), true), Ownership::Foreign(_)));
     }
 
     #[test]
@@ -549,6 +574,7 @@ mod tests {
             client_roles: vec!["write".into(), "read".into()],
             service_account_realm_roles: vec!["default-roles-r".into(), "reporter".into()],
             service_account_client_roles: BTreeMap::from([("orders-api".into(), vec!["orders:read".into()])]),
+            secret: None,
         };
         assert!(plan_client(&d, Some(&o)).is_empty());
         // Hand edits: a grant removed, a role added.
@@ -564,5 +590,66 @@ mod tests {
             ]
         );
         assert_eq!(plan.changed_fields(), vec!["clientRoles", "serviceAccountRoles.realmRoles"]);
+    }
+
+    #[test]
+    fn naming_the_default_role_or_uma_protection_in_the_spec_is_no_perpetual_write() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "clientRoles": ["uma_protection", "read"],
+                "settings": {"serviceAccountsEnabled": true},
+                "serviceAccountRoles": {"realmRoles": ["default-roles-r", "reporter"]}})),
+            Some(&owner()),
+        );
+        let o = ObservedClient {
+            representation: as_keycloak_returns(&d),
+            client_roles: vec!["read".into(), "uma_protection".into()],
+            service_account_realm_roles: vec!["default-roles-r".into(), "reporter".into()],
+            ..Default::default()
+        };
+        let plan = plan_client(&d, Some(&o));
+        assert!(plan.is_empty(), "{plan:?}");
+        // And kco never deletes Keycloak's own uma_protection role.
+        let o = ObservedClient { client_roles: vec!["uma_protection".into()], ..o };
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "clientRoles": []})),
+            Some(&owner()),
+        );
+        assert!(
+            !plan_client(&d, Some(&o)).operations.iter().any(|op| matches!(op, ClientOperation::DeleteClientRole(_)))
+        );
+    }
+
+    #[test]
+    fn dropping_audiences_removes_kcos_audience_mappers() {
+        let with = DesiredClient::from_spec(
+            &spec(json!({"clientId": "p", "realmRef": {"name": "r"}, "audiences": ["orders-api"]})),
+            Some(&owner()),
+        );
+        let observed = as_keycloak_returns(&with);
+        let without =
+            DesiredClient::from_spec(&spec(json!({"clientId": "p", "realmRef": {"name": "r"}})), Some(&owner()));
+        assert_eq!(
+            plan_client(&without, Some(&obs(&observed))).operations,
+            vec![ClientOperation::DeleteMapper { id: "m-0".into(), name: "kco-audience-orders-api".into() }]
+        );
+    }
+
+    #[test]
+    fn a_scope_moving_between_lists_is_unlinked_before_it_is_linked() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "defaultClientScopes": ["profile"],
+                "optionalClientScopes": ["email"]})),
+            Some(&owner()),
+        );
+        let mut observed = as_keycloak_returns(&d);
+        observed["defaultClientScopes"] = json!(["profile", "email"]);
+        observed["optionalClientScopes"] = json!([]);
+        assert_eq!(
+            plan_client(&d, Some(&obs(&observed))).operations,
+            vec![
+                ClientOperation::RemoveDefaultScope("email".into()),
+                ClientOperation::AddOptionalScope("email".into())
+            ]
+        );
     }
 }

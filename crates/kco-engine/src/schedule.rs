@@ -143,8 +143,10 @@ pub fn check_rotation(rotation: &SecretRotation) -> Vec<ScheduleError> {
 /// When the secret last rotated at `last_rotation` is rotated next (ignores `enabled`).
 ///
 /// The secret becomes eligible at `last_rotation + period`. Without `rotationTime` that is the answer.
-/// With it, the answer is the first instant at or after eligibility whose wall clock in `timezone`
-/// reads HH:MM. When HH:MM is skipped by a DST gap, the time is taken as if the clock had not moved
+/// With it, eligibility comes earlier by a slack of half the period, at most a minute — a rotation that
+/// ran a moment after its 02:00 slot (reconcile latency) must not push a daily 02:00 rotation to the
+/// day after next — and the answer is the first instant at or after eligibility whose wall clock in
+/// `timezone` reads HH:MM. When HH:MM is skipped by a DST gap, the time is taken as if the clock had not moved
 /// (jiff's "compatible", RFC 5545): 02:30 in a 02:00→03:00 gap means 03:30. When HH:MM happens twice,
 /// the earlier occurrence is used unless it is already before eligibility.
 pub fn next_rotation_at(last_rotation: Timestamp, rotation: &SecretRotation) -> Result<Timestamp, ScheduleError> {
@@ -155,12 +157,13 @@ pub fn next_rotation_at(last_rotation: Timestamp, rotation: &SecretRotation) -> 
             format!("{:?} puts the next rotation beyond the year 9999; use a shorter period", rotation.rotation_period),
         )
     };
-    let eligible = last_rotation.checked_add(period).map_err(|_| out_of_range())?;
     let Some(time) = rotation.rotation_time.as_deref() else {
-        return Ok(eligible);
+        return last_rotation.checked_add(period).map_err(|_| out_of_range());
     };
     let time = parse_rotation_time(time)?;
     let tz = parse_timezone(&rotation.timezone)?;
+    let slack = (period / 2).min(SignedDuration::from_mins(1));
+    let eligible = last_rotation.checked_add(period - slack).map_err(|_| out_of_range())?;
 
     // Start a day early: where a zone falls back across midnight, the previous local date recurs
     // after `eligible`. Four days cover that and a local date skipped entirely (Samoa, 2011).
@@ -467,7 +470,8 @@ mod tests {
 
     #[test]
     fn ten_seconds_with_rotation_time_just_past_the_time_waits_a_day() {
-        assert_eq!(next("2026-05-01T01:59:55Z", "10s", Some("02:00"), "UTC"), ts("2026-05-02T02:00:00Z"));
+        // The slack is half of 10s: eligible at 02:00:01, just past the slot.
+        assert_eq!(next("2026-05-01T01:59:56Z", "10s", Some("02:00"), "UTC"), ts("2026-05-02T02:00:00Z"));
     }
 
     #[test]
@@ -669,5 +673,16 @@ mod tests {
         let r = rot("soon", None, "UTC");
         let e = rotation_due(None, ts("2026-01-01T00:00:00Z"), &r, ts("2026-05-01T00:00:00Z")).unwrap_err();
         assert_eq!(e.field, "secretRotation.rotationPeriod");
+    }
+
+    #[test]
+    fn a_rotation_that_ran_late_keeps_the_daily_slot() {
+        let r = rot("1d", Some("02:00"), "Europe/Amsterdam");
+        // Rotated one second after the 02:00 slot (reconcile latency): next is 02:00 the next day.
+        let next = next_rotation_at(ts("2026-06-10T00:00:01Z"), &r).unwrap();
+        assert_eq!(next, ts("2026-06-11T00:00:00Z"));
+        // Rotated more than the slack after the slot: a whole period has not passed by the next one.
+        let next = next_rotation_at(ts("2026-06-10T00:01:01Z"), &r).unwrap();
+        assert_eq!(next, ts("2026-06-12T00:00:00Z"));
     }
 }

@@ -448,3 +448,48 @@ async fn realm_administration_grants_need_the_realms_explicit_allowance() {
         .unwrap();
     assert!(roles.as_array().unwrap().iter().any(|r| r["name"] == "realm-admin"));
 }
+
+#[tokio::test]
+async fn a_realm_may_only_use_an_instance_that_grants_its_namespace() {
+    let env = Env::connect().await;
+    let platform = env.namespace("platform").await;
+    let tenant = env.namespace("tenant").await;
+    env.keycloak_setup(&platform, &platform).await;
+    let op = Operator::start(KCO, &tenant, &["--resync", "5m"]).await;
+    // A tenant's realm pointing at the platform's instance, without the instance's grant.
+    env.apply(
+        &tenant,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "mine"},
+        "spec": {"realmName": tenant, "instanceRef": {"name": "local", "namespace": platform},
+                 "clientAuthorizationGrants": [tenant]}}),
+    )
+    .await;
+    env.apply(&tenant, client("svc", json!({"clientId": "svc", "realmRef": {"name": "mine"}}))).await;
+    let s = env.wait_phase(&tenant, "svc", "Failed", READY).await;
+    assert_eq!(s["reason"], "NotAuthorized");
+    assert!(s["message"].as_str().unwrap().contains("realmAuthorizationGrants"), "{s}");
+    // Nor may it reach the admin realm.
+    env.apply(
+        &tenant,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "master"},
+        "spec": {"realmName": "master", "instanceRef": {"name": "local", "namespace": platform},
+                 "clientAuthorizationGrants": [tenant]}}),
+    )
+    .await;
+    env.apply(
+        &platform,
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "local"},
+        "spec": {"url": env.keycloak_url, "adminSecretRef": {"name": "keycloak-admin"},
+                 "realmAuthorizationGrants": [tenant]}}),
+    )
+    .await;
+    env.apply(&tenant, client("root", json!({"clientId": "root", "realmRef": {"name": "master"}}))).await;
+    let s = env.wait_phase(&tenant, "root", "Failed", READY).await;
+    assert_eq!(s["reason"], "NotAuthorized");
+    assert!(s["message"].as_str().unwrap().contains("allowAdminRealm"), "{s}");
+    assert_eq!(op.counter("kco_keycloak_requests", &[("kind", "client")]).await, 0);
+    // Once granted, the tenant's own realm works (the grant is read at the next reconcile).
+    env.apply(&tenant, client("svc", json!({"clientId": "svc", "realmRef": {"name": "mine"}, "clientName": "now"})))
+        .await;
+    env.wait_phase(&tenant, "svc", "Ready", READY).await;
+}

@@ -19,7 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
 
 use super::context::ResultLabel;
-use super::credentials::client_secret;
+use super::credentials::{TargetClient, client_secret};
 use super::guarded::GuardedClient;
 use super::resolve::{admin_of, grant, realm_of};
 use super::secret::{OutputSecret, ensure_secret};
@@ -138,7 +138,11 @@ impl Observed {
             last_updated: prev.last_updated,
             last_reconcile_event_time: self.changed_at.map(|t| t.to_string()).or(prev.last_reconcile_event_time),
             last_rotation: self.last_rotation.map(|t| t.to_string()).or(prev.last_rotation),
-            next_rotation: self.next_rotation.map(|t| t.to_string()).or(prev.next_rotation),
+            next_rotation: if kc.spec.secret_rotation.as_ref().is_some_and(|r| r.enabled) {
+                self.next_rotation.map(|t| t.to_string()).or(prev.next_rotation)
+            } else {
+                None
+            },
             regenerated_generation: match self.regenerated_generation {
                 Some(g) => g,
                 None => prev.regenerated_generation,
@@ -218,6 +222,14 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
         return Err(ReconcileError::blocked("NotAllowed", list.join("; ")));
     }
     let (instance, admin) = instance_of(ctx, &realm).await?;
+    kco_engine::guard::check_instance_grant(
+        &realm.namespace().unwrap_or_default(),
+        &realm_name,
+        &instance.namespace().unwrap_or_default(),
+        &instance.name_any(),
+        &instance.spec,
+    )
+    .map_err(|why| ReconcileError::blocked("NotAuthorized", why))?;
     let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
     seen.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
     seen.endpoints = Some(Endpoints::for_realm(&public_url, &realm_name));
@@ -251,7 +263,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
     let outcome = apply_plan(&admin, &realm_name, &plan, existing_id.as_deref()).await?;
     seen.internal_id = Some(outcome.internal_id.clone());
     seen.roles = desired.client_roles.clone();
-    seen.mappers = desired.protocol_mappers.as_ref().map(|s| s.mappers.iter().map(|m| m.name.clone()).collect());
+    seen.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
     if !plan.is_empty() {
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");
@@ -270,7 +282,11 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
 
     let now = jiff::Timestamp::now();
     let rep = observed.as_ref().map(|o| &o.representation);
-    let creds = client_secret(ctx, kc, &admin, &realm_name, &outcome.internal_id, rep, now).await?;
+    // A secret read with the client is only current if this reconcile did not change the client.
+    let current = observed.as_ref().filter(|_| plan.is_empty()).and_then(|o| o.secret.clone());
+    let target =
+        TargetClient { admin: &admin, realm: &realm_name, id: &outcome.internal_id, representation: rep, current };
+    let creds = client_secret(ctx, kc, target, now).await?;
     seen.last_rotation = creds.last_rotation;
     seen.next_rotation = creds.next_rotation;
     seen.regenerated_generation = Some(creds.regenerated_generation);
@@ -427,13 +443,11 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, Reconcile
         return Ok(Action::await_change());
     }
     // A realm or instance that is already gone counts as cleaned up: there is nothing left to reach.
+    // No grant is needed to delete: only a client this very object owns is deleted, which can only
+    // take access away.
     let Some(realm) = realm_of(ctx, kc).await? else {
         return Ok(Action::await_change());
     };
-    if !grant(&realm, &ns).0 {
-        tracing::warn!(object = %format!("{ns}/{}", kc.name_any()), "namespace not granted by the realm: leaving the Keycloak client untouched");
-        return Ok(Action::await_change());
-    }
     let Some((_, admin)) = admin_of(ctx, &realm).await? else {
         return Ok(Action::await_change());
     };

@@ -35,6 +35,8 @@ pub struct Context {
     pub instances: Mutex<HashMap<String, (u64, Arc<KeycloakAdmin>)>>,
     /// Consecutive failures per KeycloakClient, for backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
+    realm_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Context {
@@ -59,6 +61,16 @@ impl Context {
             reconciles,
             instances: Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
+            realm_locks: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn realm_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        match self.realm_locks.lock() {
+            Ok(mut m) => m.entry(key.to_string()).or_default().clone(),
+            // Poisoned only after a panic, which kco's code never raises; then this caller goes
+            // without exclusion rather than failing the reconcile.
+            Err(_) => Arc::new(Mutex::new(())),
         }
     }
 
@@ -98,6 +110,9 @@ impl ReconcileError {
         match self {
             ReconcileError::Blocked { .. } => false,
             ReconcileError::Keycloak(e) => e.kind.is_transient(),
+            // Refusals (bad request, forbidden, invalid) need a fix; the rest (conflicts, timeouts,
+            // server errors) pass on their own.
+            ReconcileError::Kube(kube::Error::Api(s)) => !matches!(s.code, 400 | 403 | 422),
             ReconcileError::Kube(_) => true,
         }
     }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kco_api::KeycloakClient;
 use kco_engine::apply::ensure_grace_policy;
-use kco_engine::schedule::{next_rotation_at, parse_grace_period, rotation_due};
+use kco_engine::schedule::{next_rotation_at, parse_grace_period, parse_period, rotation_due};
 use kco_keycloak::KeycloakAdmin;
 use kube::{Api, ResourceExt};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,17 +29,25 @@ pub struct SecretOutcome {
     pub regenerated_generation: Option<i64>,
 }
 
-/// Decide and carry out what happens to the client secret in this reconcile. `client` is the
-/// client representation as last read (for the creation time attribute).
+/// The Keycloak client whose secret is being decided, as this reconcile knows it.
+pub struct TargetClient<'a> {
+    pub admin: &'a KeycloakAdmin,
+    pub realm: &'a str,
+    pub id: &'a str,
+    /// The representation as last read (for the creation time attribute).
+    pub representation: Option<&'a Value>,
+    /// The secret read with it, when still valid (saves a request).
+    pub current: Option<SecretString>,
+}
+
+/// Decide and carry out what happens to the client secret in this reconcile.
 pub async fn client_secret(
     ctx: &Context,
     kc: &KeycloakClient,
-    admin: &KeycloakAdmin,
-    realm: &str,
-    id: &str,
-    client: Option<&Value>,
+    target: TargetClient<'_>,
     now: Timestamp,
 ) -> Result<SecretOutcome, ReconcileError> {
+    let TargetClient { admin, realm, id, representation: client, current } = target;
     let mut out = SecretOutcome::default();
     if kc.spec.public_client {
         return Ok(out);
@@ -48,7 +56,10 @@ pub async fn client_secret(
 
     if let Some(src) = &kc.spec.client_secret {
         let wanted = user_secret(ctx, kc, &src.name, &src.key).await?;
-        let current = admin.client_secret(realm, id).await?;
+        let current = match current {
+            Some(c) => c,
+            None => admin.client_secret(realm, id).await?,
+        };
         if wanted.expose_secret() != current.expose_secret() {
             admin.set_client_secret(realm, id, &wanted).await?;
             out.event = Some(("SecretUpdated", format!("client secret set from Secret {} key {}", src.name, src.key)));
@@ -66,9 +77,14 @@ pub async fn client_secret(
         .map(parse_grace_period)
         .transpose()
         .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
+    let period = kc.spec.secret_rotation.as_ref().and_then(|r| parse_period(&r.rotation_period).ok());
     let regenerate = async || -> Result<SecretString, ReconcileError> {
         if let Some(g) = grace {
-            ensure_grace_policy(admin, realm, g.as_secs()).await?;
+            // Realm policies are rewritten whole: one writer per realm at a time.
+            let lock = ctx.realm_lock(&format!("{}/{realm}", admin.base_url()));
+            let _held = lock.lock().await;
+            let period_secs = period.map_or(90 * 86_400, |p| p.as_secs());
+            ensure_grace_policy(admin, realm, g.as_secs(), period_secs, now.as_second()).await?;
         }
         Ok(admin.regenerate_client_secret(realm, id).await?)
     };
@@ -113,7 +129,10 @@ pub async fn client_secret(
     }
 
     if out.secret.is_none() {
-        out.secret = Some(admin.client_secret(realm, id).await?);
+        out.secret = Some(match current {
+            Some(c) => c,
+            None => admin.client_secret(realm, id).await?,
+        });
     }
     Ok(out)
 }

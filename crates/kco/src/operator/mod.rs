@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kco_api::{GROUP, KeycloakClient, KeycloakInstance, KeycloakRealm};
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -71,7 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(ns) => (
             Api::<GuardedClient>::namespaced(client.clone(), ns),
             Api::<KeycloakRealm>::namespaced(client.clone(), ns),
-            Api::<Secret>::namespaced(client.clone(), ns),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
         ),
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
     };
@@ -92,7 +93,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
         // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
         // change to a user-owned secret reaches Keycloak within seconds.
-        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+        // Metadata only: the mapper needs names and owners, never the values of every Secret.
+        .watches(secrets, watcher::Config::default(), move |secret: PartialObjectMeta<Secret>| {
             let ns = secret.namespace().unwrap_or_default();
             let name = secret.name_any();
             let owners: Vec<String> = secret

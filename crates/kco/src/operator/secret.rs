@@ -53,7 +53,9 @@ pub async fn ensure_secret(
     let bytes: BTreeMap<String, ByteString> =
         data.0.iter().map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))).collect();
     if let Some(s) = &existing {
-        let same_data = s.data.as_ref() == Some(&bytes);
+        // Only kco's keys count: server-side apply leaves keys of other field managers alone, so a
+        // full comparison would write on every reconcile once anyone added a key.
+        let same_data = bytes.iter().all(|(k, v)| s.data.as_ref().and_then(|d| d.get(k)) == Some(v));
         let has = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
             want.iter().all(|(k, v)| have.get(k) == Some(v))
         };

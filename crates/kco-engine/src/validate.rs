@@ -467,24 +467,7 @@ fn authorization(a: &AuthorizationSettings, e: &mut Errors) {
         if p.resource_type.as_deref().is_some_and(|t| t.trim().is_empty()) {
             e.push(format!("{at}.resourceType"), "must not be empty");
         }
-        name_set(&format!("{at}.resources"), &p.resources, None, e);
-        known(
-            &format!("{at}.resources"),
-            &p.resources,
-            resource_names.as_ref(),
-            "resource",
-            "authorizationSettings.resources",
-            e,
-        );
-        name_set(&format!("{at}.policies"), &p.policies, None, e);
-        known(
-            &format!("{at}.policies"),
-            &p.policies,
-            policy_names.as_ref(),
-            "policy",
-            "authorizationSettings.policies",
-            e,
-        );
+        permission_refs(&at, &p.resources, &p.policies, resource_names.as_ref(), policy_names.as_ref(), e);
     }
     for (i, p) in perms.scope_permissions.iter().enumerate() {
         let at = format!("{AUTHZ}.permissions.scopePermissions[{i}]");
@@ -497,24 +480,7 @@ fn authorization(a: &AuthorizationSettings, e: &mut Errors) {
         }
         name_set(&format!("{at}.scopes"), &p.scopes, None, e);
         known(&format!("{at}.scopes"), &p.scopes, scope_names.as_ref(), "scope", "authorizationSettings.scopes", e);
-        name_set(&format!("{at}.resources"), &p.resources, None, e);
-        known(
-            &format!("{at}.resources"),
-            &p.resources,
-            resource_names.as_ref(),
-            "resource",
-            "authorizationSettings.resources",
-            e,
-        );
-        name_set(&format!("{at}.policies"), &p.policies, None, e);
-        known(
-            &format!("{at}.policies"),
-            &p.policies,
-            policy_names.as_ref(),
-            "policy",
-            "authorizationSettings.policies",
-            e,
-        );
+        permission_refs(&at, &p.resources, &p.policies, resource_names.as_ref(), policy_names.as_ref(), e);
     }
 }
 
@@ -726,6 +692,21 @@ fn unique_name<'a>(field: &str, name: &'a str, seen: &mut BTreeSet<&'a str>, wha
     } else if !seen.insert(name) {
         e.push(field, format!("duplicate {what} name {name:?}; names must be unique"));
     }
+}
+
+/// A permission's `resources` and `policies`: each listed once, each naming something defined.
+fn permission_refs(
+    at: &str,
+    resources: &[String],
+    policies: &[String],
+    resource_names: Option<&BTreeSet<&str>>,
+    policy_names: Option<&BTreeSet<&str>>,
+    e: &mut Errors,
+) {
+    name_set(&format!("{at}.resources"), resources, None, e);
+    known(&format!("{at}.resources"), resources, resource_names, "resource", "authorizationSettings.resources", e);
+    name_set(&format!("{at}.policies"), policies, None, e);
+    known(&format!("{at}.policies"), policies, policy_names, "policy", "authorizationSettings.policies", e);
 }
 
 /// Every entry of `refs` names something in `known` (when that list is managed by this spec).

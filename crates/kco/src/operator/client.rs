@@ -235,7 +235,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
     seen.endpoints = Some(Endpoints::for_realm(&public_url, &realm_name));
 
     let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
-    let observed = observe(kc, &admin, &realm, &realm_name).await?;
+    let observed = observe(ctx, kc, &admin, &realm, &realm_name).await?;
     if let Some(o) = &observed {
         let adopt = kc.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
         if let Ownership::Foreign(who) = ownership(o, &owner, adopt) {
@@ -398,6 +398,7 @@ async fn instance_of(
 /// The Keycloak client as it is now: by the internal id kco recorded, else by clientId. Creates the
 /// realm when Keycloak lacks it and the KeycloakRealm allows that.
 async fn observe(
+    ctx: &Context,
     kc: &KeycloakClient,
     admin: &KeycloakAdmin,
     realm: &KeycloakRealm,
@@ -428,7 +429,16 @@ async fn observe(
                     ),
                 ));
             }
-            admin.create_realm(realm_name).await?;
+            // Clients of a new realm arrive together: one creates it, the others find it made.
+            let lock = ctx.realm_lock(&format!("{}/{realm_name}", admin.base_url()));
+            let _held = lock.lock().await;
+            if admin.realm_exists(realm_name).await? {
+                return Ok(None);
+            }
+            match admin.create_realm(realm_name).await {
+                Err(e) if e.kind == ErrorKind::Conflict => {}
+                other => other?,
+            }
             tracing::info!(realm = realm_name, "created realm in Keycloak");
             Ok(None)
         }

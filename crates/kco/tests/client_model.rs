@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kco_testing::{Env, Operator, TcpProxy, event_notes, wait_for};
+use kco_testing::{Env, Operator, TcpProxy, TlsProxy, event_notes, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -492,4 +492,53 @@ async fn a_realm_may_only_use_an_instance_that_grants_its_namespace() {
     env.apply(&tenant, client("svc", json!({"clientId": "svc", "realmRef": {"name": "mine"}, "clientName": "now"})))
         .await;
     env.wait_phase(&tenant, "svc", "Ready", READY).await;
+}
+
+#[tokio::test]
+async fn an_instance_behind_tls_needs_its_ca_bundle_and_public_url_sets_the_issuer() {
+    let env = Env::connect().await;
+    let ns = env.namespace("tls").await;
+    env.keycloak_setup(&ns, &ns).await;
+    // An HTTPS front for Keycloak with a certificate from the test environment's own CA.
+    let pki = std::path::Path::new(&std::env::var("KUBECONFIG").unwrap()).parent().unwrap().join("pki");
+    let target = env.keycloak_url.trim_start_matches("http://").to_string();
+    let proxy = TlsProxy::start(&target, &pki.join("apiserver.crt"), &pki.join("apiserver.key")).await;
+    let instance = |ca: Value| {
+        let mut spec =
+            json!({"url": proxy.url(), "publicUrl": env.keycloak_url, "adminSecretRef": {"name": "keycloak-admin"}});
+        if !ca.is_null() {
+            spec["caBundle"] = ca;
+        }
+        json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "local"}, "spec": spec})
+    };
+    env.apply(&ns, instance(Value::Null)).await;
+    let _op = Operator::start(KCO, &ns, &["--resync", "5m"]).await;
+    env.apply(&ns, client("svc", json!({"clientId": "svc", "realmRef": {"name": "realm"},
+        "settings": {"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false}})))
+    .await;
+    // Without the CA the certificate is not trusted: Keycloak is unreachable, and status says so.
+    let s = wait_for("the untrusted certificate to show", READY, || async {
+        let s = env.client_status(&ns, "svc").await;
+        (s["reason"] == "KeycloakUnreachable").then_some(s)
+    })
+    .await;
+    assert_eq!(s["phase"], "Degraded");
+
+    // The CA bundle from a ConfigMap key (the trusted CA bundle case of the how-to).
+    let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "trusted-ca"},
+        "data": {"ca-bundle.crt": ca}}),
+    )
+    .await;
+    env.apply(&ns, instance(json!({"configMapKeyRef": {"name": "trusted-ca", "key": "ca-bundle.crt"}}))).await;
+    let s = env.wait_phase(&ns, "svc", "Ready", Duration::from_secs(90)).await;
+    // Endpoints and the Secret use the public URL, and tokens from there carry that issuer.
+    let issuer = format!("{}/realms/{ns}", env.keycloak_url);
+    assert_eq!(s["endpoints"]["issuer"], issuer.as_str());
+    let data = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    assert_eq!(data["issuer"], issuer);
+    let claims = env.client_credentials(&data["token-endpoint"], "svc", &data["client-secret"]).await.unwrap();
+    assert_eq!(claims["iss"], issuer.as_str());
 }

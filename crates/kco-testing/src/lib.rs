@@ -337,6 +337,18 @@ impl Operator {
 
     /// Sum of a counter over the series whose labels include all of `labels`.
     pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.counter_where(name, |lbls| labels.iter().all(|(k, v)| lbls.contains(&format!("{k}=\"{v}\"")))).await
+    }
+
+    /// Keycloak requests made for clients, from one scrape: every request but the instance's and the
+    /// realm's own status checks (admin token, server info, realm lookups).
+    pub async fn client_keycloak_requests(&self) -> u64 {
+        let checks = ["kind=\"token\"", "kind=\"serverinfo\"", "kind=\"realm\""];
+        self.counter_where("kco_keycloak_requests", |lbls| !checks.iter().any(|c| lbls.contains(c))).await
+    }
+
+    /// Sum of a counter over the series whose label text satisfies `keep`, from one scrape.
+    async fn counter_where(&self, name: &str, keep: impl Fn(&str) -> bool) -> u64 {
         let text = self.http.get(&self.metrics_url).send().await.unwrap().text().await.unwrap();
         let mut total = 0.0;
         for line in text.lines() {
@@ -354,7 +366,7 @@ impl Operator {
                 None if rest.starts_with(' ') => ("", rest),
                 None => continue,
             };
-            if labels.iter().all(|(k, v)| lbls.contains(&format!("{k}=\"{v}\""))) {
+            if keep(lbls) {
                 total += value.trim().parse::<f64>().unwrap_or(0.0);
             }
         }

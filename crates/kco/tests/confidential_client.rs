@@ -43,6 +43,12 @@ async fn confidential_client_end_to_end() {
     assert!(obj["metadata"]["finalizers"].as_array().unwrap().iter().any(|f| f == "kco.dev/cleanup"));
     let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     assert_eq!(ready["status"], "True");
+    let realm_status = wait_for("KeycloakRealm Ready", Duration::from_secs(30), || async {
+        let r = env.get(&ns, "kco.dev/v1", "KeycloakRealm", "realm").await?;
+        (r["status"]["phase"] == "Ready").then(|| r["status"].clone())
+    })
+    .await;
+    assert!(realm_status["message"].as_str().unwrap().contains(&realm), "{realm_status}");
 
     // Keycloak has the client exactly as the confidential-client pattern needs it.
     let c = env.keycloak_get(&format!("{realm}/clients/{internal_id}")).await.expect("client exists in Keycloak");

@@ -6,6 +6,7 @@ mod context;
 mod credentials;
 mod guarded;
 mod instance;
+mod realm;
 mod resolve;
 mod secret;
 mod status;
@@ -85,6 +86,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .shutdown_on_signal()
         .run(instance::reconcile, instance::error_policy, ctx.clone())
         .for_each(|_| async {});
+    let realm_api: Api<KeycloakRealm> = match &args.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let realm_controller = Controller::new(realm_api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(realm::reconcile, realm::error_policy, ctx.clone())
+        .for_each(|_| async {});
     let controller = Controller::new(clients, watcher::Config::default());
     let store = controller.store();
     ready.store(true, Ordering::Relaxed);
@@ -135,7 +144,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
         });
-    futures::join!(client_controller, instance_controller);
+    futures::join!(client_controller, instance_controller, realm_controller);
     http.abort();
     tracing::info!("kco operator stopped");
     Ok(())

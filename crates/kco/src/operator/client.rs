@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::context::ResultLabel;
 use super::credentials::{TargetClient, client_secret};
 use super::guarded::GuardedClient;
-use super::resolve::{admin_of, grant, realm_of};
+use super::resolve::{admin_of, ensure_realm, grant, instance_for_realm, realm_of};
 use super::secret::{OutputSecret, ensure_secret};
 use super::status::write_status;
 use super::{Context, ReconcileError, backoff};
@@ -221,15 +221,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
         let list: Vec<String> = over_reach.iter().map(ToString::to_string).collect();
         return Err(ReconcileError::blocked("NotAllowed", list.join("; ")));
     }
-    let (instance, admin) = instance_of(ctx, &realm).await?;
-    kco_engine::guard::check_instance_grant(
-        &realm.namespace().unwrap_or_default(),
-        &realm_name,
-        &instance.namespace().unwrap_or_default(),
-        &instance.name_any(),
-        &instance.spec,
-    )
-    .map_err(|why| ReconcileError::blocked("NotAuthorized", why))?;
+    let (instance, admin) = instance_for_realm(ctx, &realm).await?;
     let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
     seen.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
     seen.endpoints = Some(Endpoints::for_realm(&public_url, &realm_name));
@@ -377,24 +369,6 @@ async fn flow_overrides(
     }))
 }
 
-async fn instance_of(
-    ctx: &Context,
-    realm: &KeycloakRealm,
-) -> Result<(kco_api::KeycloakInstance, Arc<KeycloakAdmin>), ReconcileError> {
-    admin_of(ctx, realm).await?.ok_or_else(|| {
-        let realm_ns = realm.namespace().unwrap_or_default();
-        ReconcileError::blocked(
-            "InstanceNotFound",
-            format!(
-                "KeycloakRealm {realm_ns}/{}: spec.instanceRef names KeycloakInstance {}/{}, which does not exist",
-                realm.name_any(),
-                realm.spec.instance_ref.namespace_or(&realm_ns),
-                realm.spec.instance_ref.name
-            ),
-        )
-    })
-}
-
 /// The Keycloak client as it is now: by the internal id kco recorded, else by clientId. Creates the
 /// realm when Keycloak lacks it and the KeycloakRealm allows that.
 async fn observe(
@@ -421,25 +395,7 @@ async fn observe(
     match admin.find_client(realm_name, &kc.spec.client_id).await {
         Ok(found) => Ok(found),
         Err(e) if e.kind == ErrorKind::NotFound => {
-            if !realm.spec.create_realm {
-                return Err(ReconcileError::blocked(
-                    "RealmMissingInKeycloak",
-                    format!(
-                        "realm {realm_name} does not exist in Keycloak and the KeycloakRealm has createRealm: false; create the realm or set createRealm: true"
-                    ),
-                ));
-            }
-            // Clients of a new realm arrive together: one creates it, the others find it made.
-            let lock = ctx.realm_lock(&format!("{}/{realm_name}", admin.base_url()));
-            let _held = lock.lock().await;
-            if admin.realm_exists(realm_name).await? {
-                return Ok(None);
-            }
-            match admin.create_realm(realm_name).await {
-                Err(e) if e.kind == ErrorKind::Conflict => {}
-                other => other?,
-            }
-            tracing::info!(realm = realm_name, "created realm in Keycloak");
+            ensure_realm(ctx, admin, realm).await?;
             Ok(None)
         }
         Err(e) => Err(e.into()),

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use kco_api::{FIELD_MANAGER, KeycloakInstance, KeycloakInstanceStatus};
-use kube::api::{Patch, PatchParams};
+use kco_api::{KeycloakInstance, KeycloakInstanceStatus};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use super::resolve::admin_for;
+use super::status::apply_status_if_changed;
 use super::{Context, ReconcileError};
 
 pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -33,12 +31,7 @@ pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<
             conditions: vec![],
         },
     };
-    if ins.status.as_ref() != Some(&status) {
-        let api: Api<KeycloakInstance> = Api::namespaced(ctx.kube.clone(), &ins.namespace().unwrap_or_default());
-        let patch = json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "status": status});
-        api.patch_status(&ins.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-        ctx.count_write("status");
-    }
+    apply_status_if_changed(&ctx, &*ins, "KeycloakInstance", ins.status.as_ref(), &status).await?;
     Ok(Action::requeue(if checked.is_ok() { ctx.resync } else { ctx.resync.min(std::time::Duration::from_secs(30)) }))
 }
 

@@ -69,31 +69,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
 
-    let (clients, realms, secrets) = match &args.namespace {
-        Some(ns) => (
-            Api::<GuardedClient>::namespaced(client.clone(), ns),
-            Api::<KeycloakRealm>::namespaced(client.clone(), ns),
-            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-    };
-    tracing::info!(namespace = args.namespace.as_deref().unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
-    let instances: Api<KeycloakInstance> = match &args.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let instance_controller = Controller::new(instances, watcher::Config::default())
+    let ns = args.namespace.as_deref();
+    tracing::info!(namespace = ns.unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
+    let instance_controller = Controller::new(scoped::<KeycloakInstance>(&client, ns), watcher::Config::default())
         .shutdown_on_signal()
         .run(instance::reconcile, instance::error_policy, ctx.clone())
         .for_each(|_| async {});
-    let realm_api: Api<KeycloakRealm> = match &args.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let realm_controller = Controller::new(realm_api, watcher::Config::default())
+    let realm_controller = Controller::new(scoped::<KeycloakRealm>(&client, ns), watcher::Config::default())
         .shutdown_on_signal()
         .run(realm::reconcile, realm::error_policy, ctx.clone())
         .for_each(|_| async {});
+    let (clients, realms, secrets) = (
+        scoped::<GuardedClient>(&client, ns),
+        scoped::<KeycloakRealm>(&client, ns),
+        scoped::<PartialObjectMeta<Secret>>(&client, ns),
+    );
     let controller = Controller::new(clients, watcher::Config::default());
     let store = controller.store();
     ready.store(true, Ordering::Relaxed);
@@ -148,6 +138,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     http.abort();
     tracing::info!("kco operator stopped");
     Ok(())
+}
+
+/// An Api over one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.

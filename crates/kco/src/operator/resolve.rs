@@ -53,6 +53,35 @@ pub async fn admin_of(
     Ok(Some((instance, admin)))
 }
 
+/// The instance behind `realm` and its admin client, refusing a missing instance and a realm the
+/// instance does not grant (see `guard::check_instance_grant`). No Keycloak call is made.
+pub async fn instance_for_realm(
+    ctx: &Context,
+    realm: &KeycloakRealm,
+) -> Result<(KeycloakInstance, Arc<KeycloakAdmin>), ReconcileError> {
+    let realm_ns = realm.namespace().unwrap_or_default();
+    let Some((instance, admin)) = admin_of(ctx, realm).await? else {
+        return Err(ReconcileError::blocked(
+            "InstanceNotFound",
+            format!(
+                "KeycloakRealm {realm_ns}/{}: spec.instanceRef names KeycloakInstance {}/{}, which does not exist",
+                realm.name_any(),
+                realm.spec.instance_ref.namespace_or(&realm_ns),
+                realm.spec.instance_ref.name
+            ),
+        ));
+    };
+    kco_engine::guard::check_instance_grant(
+        &realm_ns,
+        &realm.spec.realm_name,
+        &instance.namespace().unwrap_or_default(),
+        &instance.name_any(),
+        &instance.spec,
+    )
+    .map_err(|why| ReconcileError::blocked("NotAuthorized", why))?;
+    Ok((instance, admin))
+}
+
 /// The admin client of `instance`, from the cache unless its URL, credentials or CA changed.
 pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc<KeycloakAdmin>, ReconcileError> {
     let ins_ns = instance.namespace().unwrap_or_default();
@@ -161,4 +190,31 @@ pub fn secret_strings(secret: &Secret) -> BTreeMap<String, String> {
         out.insert(k.clone(), v.clone());
     }
     out
+}
+
+/// Make sure realm `name` exists in Keycloak, creating it when `realm` allows. Clients of a new realm
+/// and its KeycloakRealm arrive together: under the realm's lock one creates it, the others find it.
+pub async fn ensure_realm(ctx: &Context, admin: &KeycloakAdmin, realm: &KeycloakRealm) -> Result<(), ReconcileError> {
+    let name = &realm.spec.realm_name;
+    let lock = ctx.realm_lock(&format!("{}/{name}", admin.base_url()));
+    let _held = lock.lock().await;
+    if admin.realm_exists(name).await? {
+        return Ok(());
+    }
+    if !realm.spec.create_realm {
+        return Err(ReconcileError::blocked(
+            "RealmMissingInKeycloak",
+            format!(
+                "realm {name} does not exist in Keycloak and the KeycloakRealm has createRealm: false; create the realm or set createRealm: true"
+            ),
+        ));
+    }
+    match admin.create_realm(name).await {
+        Err(e) if e.kind == kco_keycloak::ErrorKind::Conflict => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(()) => {
+            tracing::info!(realm = %name, "created realm in Keycloak");
+            Ok(())
+        }
+    }
 }

@@ -46,3 +46,29 @@ pub async fn write_status(
     ctx.count_write("status");
     Ok(true)
 }
+
+/// Write `status` on `obj` (a kco resource of `kind`) with server-side apply, unless it equals
+/// `current`. Returns whether it wrote.
+pub async fn apply_status_if_changed<K, S>(
+    ctx: &Context,
+    obj: &K,
+    kind: &str,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: PartialEq + serde::Serialize,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "kco.dev/v1", "kind": kind, "status": status});
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    ctx.count_write("status");
+    Ok(true)
+}

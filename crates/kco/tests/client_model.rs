@@ -465,6 +465,7 @@ async fn a_realm_may_only_use_an_instance_that_grants_its_namespace() {
     let s = env.wait_phase(&tenant, "svc", "Failed", READY).await;
     assert_eq!(s["reason"], "NotAuthorized");
     assert!(s["message"].as_str().unwrap().contains("realmAuthorizationGrants"), "{s}");
+    assert_eq!(op.counter("kco_keycloak_requests", &[("kind", "client")]).await, 0);
     // Nor may it reach the admin realm.
     env.apply(
         &tenant,
@@ -484,8 +485,8 @@ async fn a_realm_may_only_use_an_instance_that_grants_its_namespace() {
     let s = env.wait_phase(&tenant, "root", "Failed", READY).await;
     assert_eq!(s["reason"], "NotAuthorized");
     assert!(s["message"].as_str().unwrap().contains("allowAdminRealm"), "{s}");
-    assert_eq!(op.counter("kco_keycloak_requests", &[("kind", "client")]).await, 0);
-    // Once granted, the tenant's own realm works (the grant is read at the next reconcile).
+    // With the instance's grant the tenant's own realm works. (This operator watches only the
+    // tenant's namespace, so it learns of the platform's change at the client's next reconcile.)
     env.apply(&tenant, client("svc", json!({"clientId": "svc", "realmRef": {"name": "mine"}, "clientName": "now"})))
         .await;
     env.wait_phase(&tenant, "svc", "Ready", READY).await;

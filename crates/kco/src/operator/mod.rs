@@ -88,6 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let store = controller.store();
     ready.store(true, Ordering::Relaxed);
     let secret_store = store.clone();
+    let instance_store = store.clone();
     let client_controller = controller
         // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
         // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
@@ -125,6 +126,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         .is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
                 })
                 .map(|c| ObjectRef::from_obj(&*c))
+        })
+        // An instance change (grants, URL, credentials, or reachability flipping in its status)
+        // re-reconciles every client: which realms use the instance is not indexed, and such changes
+        // are rare. A Keycloak that comes back is thus noticed at once instead of at the next backoff.
+        .watches(scoped::<KeycloakInstance>(&client, ns), watcher::Config::default(), move |_: KeycloakInstance| {
+            instance_store.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
         })
         .shutdown_on_signal()
         .run(client::reconcile, client::error_policy, ctx)

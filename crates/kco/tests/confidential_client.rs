@@ -90,6 +90,10 @@ async fn confidential_client_end_to_end() {
     .await;
     assert_eq!(op.keycloak_writes().await, kc_writes, "a no-op resync wrote to Keycloak");
     assert_eq!(op.kubernetes_writes().await, kube_writes, "a no-op resync wrote to Kubernetes");
+    // The admin token is fetched once and reused (refreshed only near its 60 s expiry), not per request.
+    let tokens = op.counter("kco_keycloak_requests", &[("kind", "token")]).await;
+    let requests = op.counter("kco_keycloak_requests", &[]).await;
+    assert!(tokens <= 2 && requests >= 10 * tokens, "{tokens} admin tokens for {requests} requests");
 
     // Deleting the object deletes the Keycloak client, then releases the finalizer.
     env.delete(&ns, json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": "my-service"}}))

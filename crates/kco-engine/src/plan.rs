@@ -102,10 +102,6 @@ impl ClientPlan {
         }
         out
     }
-
-    pub fn creates(&self) -> bool {
-        self.operations.iter().any(|o| matches!(o, ClientOperation::CreateClient { .. }))
-    }
 }
 
 /// Why an existing Keycloak client may not be managed by this object.

@@ -30,9 +30,4 @@ impl RequestMetrics {
     pub(crate) fn inc(&self, method: &str, kind: &str) {
         self.requests.get_or_create(&RequestLabels { method: method.to_string(), kind: kind.to_string() }).inc();
     }
-
-    /// Total requests so far with this method (any kind).
-    pub fn count(&self, method: &str, kind: &str) -> u64 {
-        self.requests.get_or_create(&RequestLabels { method: method.to_string(), kind: kind.to_string() }).get()
-    }
 }

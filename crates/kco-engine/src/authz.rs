@@ -1106,3 +1106,282 @@ async fn id_of(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+
+    fn settings(v: Value) -> AuthorizationSettings {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn desired(v: Value) -> DesiredAuthz {
+        DesiredAuthz::from_settings(&settings(v))
+    }
+
+    fn example() -> Value {
+        json!({
+            "scopes": [{"name": "read"}, {"name": "write"}],
+            "resources": [{"name": "documents", "uris": ["/api/documents/*"], "scopes": ["read", "write"]}],
+            "policies": {
+                "rolePolicies": [{"name": "editors", "roles": [{"name": "editor"}, {"name": "app/admin", "required": true}]}],
+                "groupPolicies": [{"name": "finance", "groups": ["/finance"]}],
+                "aggregatePolicies": [{"name": "either", "decisionStrategy": "AFFIRMATIVE", "policies": ["editors", "finance"]}]
+            },
+            "permissions": {"scopePermissions": [
+                {"name": "edit", "resources": ["documents"], "scopes": ["write"], "policies": ["either"]}]}
+        })
+    }
+
+    /// What Keycloak 26.7's export says once `example()` is applied (orders shuffled as Keycloak does).
+    fn example_export() -> Value {
+        json!({
+            "allowRemoteResourceManagement": true, "policyEnforcementMode": "ENFORCING", "decisionStrategy": "UNANIMOUS",
+            "scopes": [{"name": "write"}, {"name": "read"}],
+            "resources": [{"name": "documents", "ownerManagedAccess": false, "attributes": {},
+                           "uris": ["/api/documents/*"], "scopes": [{"name": "write"}, {"name": "read"}]}],
+            "policies": [
+                {"name": "editors", "type": "role", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS",
+                 "config": {"fetchRoles": "true", "roles": "[{\"id\":\"app/admin\",\"required\":true},{\"id\":\"editor\",\"required\":false}]"}},
+                {"name": "finance", "type": "group", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS",
+                 "config": {"groups": "[{\"path\":\"/finance\",\"extendChildren\":false}]", "groupsClaim": "groups"}},
+                {"name": "either", "type": "aggregate", "logic": "POSITIVE", "decisionStrategy": "AFFIRMATIVE",
+                 "config": {"applyPolicies": "[\"finance\",\"editors\"]"}},
+                {"name": "edit", "type": "scope", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS",
+                 "config": {"resources": "[\"documents\"]", "scopes": "[\"write\"]", "applyPolicies": "[\"either\"]"}}
+            ]
+        })
+    }
+
+    fn observed(export: Value) -> ObservedAuthz {
+        ObservedAuthz::from_export(&export, "api")
+    }
+
+    fn summary(plan: &AuthzPlan) -> Vec<String> {
+        plan.operations
+            .iter()
+            .map(|op| match op {
+                AuthzOperation::UpdateSettings(_) => "settings".to_string(),
+                AuthzOperation::Create(o) => format!("create {} {}", o.kind.as_str(), o.name),
+                AuthzOperation::Update(o) => format!("update {} {}", o.kind.as_str(), o.name),
+                AuthzOperation::Delete { kind, name } => format!("delete {} {name}", kind.as_str()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_keycloak_exports_after_an_apply_plans_nothing() {
+        let plan = plan_authz(&desired(example()), &observed(example_export())).unwrap();
+        assert!(plan.is_empty(), "{:?}", summary(&plan));
+    }
+
+    #[test]
+    fn an_empty_resource_server_is_filled_in_dependency_order() {
+        let empty = json!({"allowRemoteResourceManagement": true, "policyEnforcementMode": "ENFORCING",
+                           "decisionStrategy": "UNANIMOUS", "scopes": [], "resources": [], "policies": []});
+        let plan = plan_authz(&desired(example()), &observed(empty)).unwrap();
+        assert_eq!(
+            summary(&plan),
+            [
+                "create scope read",
+                "create scope write",
+                "create resource documents",
+                "create policy editors",
+                "create policy finance",
+                "create policy either",
+                "create permission edit"
+            ]
+        );
+    }
+
+    #[test]
+    fn aggregates_come_after_the_aggregates_they_include() {
+        let d = desired(json!({"policies": {
+            "userPolicies": [{"name": "u", "users": ["alice"]}],
+            "aggregatePolicies": [{"name": "outer", "policies": ["inner"]}, {"name": "inner", "policies": ["u"]}]}}));
+        let names: Vec<&str> = d.policies.iter().flatten().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["u", "inner", "outer"]);
+    }
+
+    #[test]
+    fn undeclared_objects_are_deleted_after_the_writes_permissions_first() {
+        let mut export = example_export();
+        let extra = json!([
+            {"name": "old-perm", "type": "resource", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS", "config": {}},
+            {"name": "old-aggr", "type": "aggregate", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS", "config": {}},
+            {"name": "a-old-user", "type": "user", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS", "config": {}},
+            {"name": "uma-thing", "type": "uma", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS", "config": {}}
+        ]);
+        export["policies"].as_array_mut().unwrap().extend(extra.as_array().unwrap().clone());
+        export["resources"].as_array_mut().unwrap().push(json!({"name": "old-res", "uris": []}));
+        export["resources"].as_array_mut().unwrap().push(json!({"name": "alice-album", "owner": {"name": "alice"}}));
+        export["scopes"].as_array_mut().unwrap().push(json!({"name": "old-scope"}));
+        let mut d = example();
+        d["resources"][0]["uris"] = json!(["/v2/*"]);
+        let plan = plan_authz(&desired(d), &observed(export)).unwrap();
+        assert_eq!(
+            summary(&plan),
+            [
+                "update resource documents",
+                "delete permission old-perm",
+                "delete policy old-aggr",
+                "delete policy a-old-user",
+                "delete resource old-res",
+                "delete scope old-scope"
+            ],
+            "user-owned resources and policy types kco does not declare (uma) are left alone"
+        );
+    }
+
+    #[test]
+    fn omitted_lists_are_not_managed() {
+        let mut export = example_export();
+        export["scopes"].as_array_mut().unwrap().push(json!({"name": "hand-made"}));
+        export["policies"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "hand-made-policy", "type": "time", "config": {"hour": "1"}}));
+        let mut d = example();
+        d.as_object_mut().unwrap().remove("scopes");
+        d.as_object_mut().unwrap().remove("policies");
+        let plan = plan_authz(&desired(d), &observed(export)).unwrap();
+        assert!(plan.is_empty(), "{:?}", summary(&plan));
+    }
+
+    #[test]
+    fn older_keycloaks_default_objects_go_when_the_spec_manages_those_lists() {
+        // Keycloak before 26.5 made these when authorization was switched on.
+        let mut export = example_export();
+        export["resources"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "Default Resource", "type": "urn:api:resources:default", "uris": ["/*"]}));
+        export["policies"].as_array_mut().unwrap().extend([
+            json!({"name": "Default Policy", "type": "js", "logic": "POSITIVE", "decisionStrategy": "AFFIRMATIVE", "config": {}}),
+            json!({"name": "Default Permission", "type": "resource", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS",
+                   "config": {"defaultResourceType": "urn:api:resources:default", "applyPolicies": "[\"Default Policy\"]"}}),
+        ]);
+        let plan = plan_authz(&desired(example()), &observed(export)).unwrap();
+        assert_eq!(
+            summary(&plan),
+            [
+                "delete permission Default Permission",
+                "delete policy Default Policy",
+                "delete resource Default Resource"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_permission_naming_a_policy_that_exists_nowhere_is_refused_with_every_name() {
+        let d = desired(json!({
+            "resources": [{"name": "r"}],
+            "permissions": {"resourcePermissions": [{"name": "p", "resources": ["r", "gone-res"], "policies": ["ghost", "kept"]}]}
+        }));
+        let mut export = example_export();
+        export["policies"].as_array_mut().unwrap().push(json!({"name": "kept", "type": "user", "config": {}}));
+        let missing = plan_authz(&d, &observed(export)).unwrap_err();
+        let text: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "spec.authorizationSettings.permissions.resourcePermissions[0].policies: policy \"ghost\" does not exist",
+                "spec.authorizationSettings.permissions.resourcePermissions[0].resources: resource \"gone-res\" does not exist"
+            ],
+            "an unmanaged policy that exists in Keycloak (kept) may be named"
+        );
+    }
+
+    #[test]
+    fn a_policy_whose_type_changes_is_recreated_and_what_names_it_rewritten() {
+        let mut d = example();
+        d["policies"]["groupPolicies"] = json!([]);
+        d["policies"]["userPolicies"] = json!([{"name": "finance", "users": ["fin"]}]);
+        let plan = plan_authz(&desired(d), &observed(example_export())).unwrap();
+        assert_eq!(summary(&plan), ["delete policy finance", "create policy finance", "update policy either"]);
+    }
+
+    #[test]
+    fn drift_in_config_and_settings_is_seen() {
+        let mut export = example_export();
+        export["policyEnforcementMode"] = json!("PERMISSIVE");
+        export["policies"][3]["config"]["applyPolicies"] = json!("[]");
+        export["policies"][0]["logic"] = json!("NEGATIVE");
+        let plan = plan_authz(&desired(example()), &observed(export)).unwrap();
+        assert_eq!(summary(&plan), ["settings", "update policy editors", "update permission edit"]);
+        assert_eq!(
+            plan.changed_fields(),
+            ["authorizationSettings", "authorizationSettings.policies", "authorizationSettings.permissions"]
+        );
+    }
+
+    #[test]
+    fn every_policy_type_is_written_in_keycloaks_generic_shape() {
+        let d = desired(json!({"policies": {
+            "allowJavaScriptPolicies": true,
+            "userPolicies": [{"name": "u", "users": ["alice"], "logic": "NEGATIVE", "description": "not alice"}],
+            "clientPolicies": [{"name": "c", "clients": ["app"]}],
+            "timePolicies": [{"name": "t", "notBefore": "2020-01-01 00:00:00", "hour": 8, "hourEnd": 17}],
+            "regexPolicies": [{"name": "x", "targetClaim": "email", "pattern": ".*@example.com"}],
+            "javascriptPolicies": [{"name": "js", "code": "$evaluation.grant();"}]}}));
+        let reps: BTreeMap<&str, &DesiredObject> = d.policies.iter().flatten().map(|o| (o.name.as_str(), o)).collect();
+        assert_eq!(
+            reps["u"].representation,
+            json!({"name": "u", "type": "user", "description": "not alice", "logic": "NEGATIVE",
+                   "decisionStrategy": "UNANIMOUS", "config": {"users": "[\"alice\"]"}})
+        );
+        assert_eq!(
+            reps["u"].subjects,
+            [("authorizationSettings.policies.userPolicies[0].users".to_string(), Subject::User("alice".into()))]
+        );
+        assert_eq!(reps["c"].subjects[0].1, Subject::Client("app".into()));
+        assert_eq!(
+            reps["t"].representation["config"],
+            json!({"nbf": "2020-01-01 00:00:00", "hour": "8", "hourEnd": "17"})
+        );
+        assert_eq!(reps["x"].representation["config"]["pattern"], ".*@example.com");
+        assert_eq!(reps["js"].subjects[0].1, Subject::Script("js".into()));
+        // A deployed script policy of any script type matches the JavaScript policy of that name.
+        let export = json!({"policies": [{"name": "js", "type": "script-js.js", "logic": "POSITIVE", "decisionStrategy": "UNANIMOUS"}]});
+        assert_eq!(
+            canonical(AuthzKind::Policy, &export["policies"][0]),
+            canonical(AuthzKind::Policy, &reps["js"].representation)
+        );
+    }
+
+    #[test]
+    fn client_roles_are_told_from_realm_roles() {
+        let d = desired(example());
+        let editors = d.policies.iter().flatten().find(|o| o.name == "editors").unwrap();
+        let subjects: Vec<&Subject> = editors.subjects.iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            subjects,
+            [
+                &Subject::RealmRole("editor".into()),
+                &Subject::ClientRole { client_id: "app".into(), role: "admin".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn authorization_turns_on_what_keycloak_needs_and_says_so() {
+        let spec: KeycloakClientSpec = serde_json::from_value(json!({
+            "clientId": "documents-api", "realmRef": {"name": "r"}, "bearerOnly": true,
+            "settings": {"serviceAccountsEnabled": false, "authorizationServicesEnabled": true}}))
+        .unwrap();
+        let fields: Vec<(&str, bool)> = implied_settings(&spec).iter().map(|(f, v, _)| (*f, *v)).collect();
+        assert_eq!(fields, [("serviceAccountsEnabled", true), ("bearerOnly", false)]);
+        let note = implied_settings_note(&spec).unwrap();
+        assert!(
+            note.contains("kco turned on serviceAccountsEnabled") && note.contains("kco turned off bearerOnly"),
+            "{note}"
+        );
+        let d = crate::DesiredClient::from_spec(&spec, None);
+        assert_eq!(d.fields["serviceAccountsEnabled"], true);
+        assert_eq!(d.fields["bearerOnly"], false);
+        let plain: KeycloakClientSpec =
+            serde_json::from_value(json!({"clientId": "x", "realmRef": {"name": "r"}, "bearerOnly": true})).unwrap();
+        assert!(implied_settings_note(&plain).is_none());
+    }
+}

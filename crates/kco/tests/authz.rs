@@ -641,3 +641,25 @@ async fn javascript_policies_need_opt_in_and_a_deployed_script() {
     let msg = s["message"].as_str().unwrap();
     assert!(msg.contains("my-script") && msg.contains("JAR"), "{msg}");
 }
+
+#[tokio::test]
+async fn a_server_error_caused_by_the_request_ends_as_failed_with_what_to_change() {
+    let (env, ns, op) = setup("authz-500").await;
+    // Keycloak 26.7 answers HTTP 500 to a client whose name does not fit its database column.
+    let long_name = "n".repeat(300);
+    env.apply(&ns, client("api", json!({"clientId": "api", "realmRef": {"name": "realm"}, "clientName": long_name})))
+        .await;
+    let s = env.wait_phase(&ns, "api", "Failed", READY).await;
+    assert_eq!(s["reason"], "KeycloakRejectedRequest", "{s}");
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.contains("POST") && msg.contains("Change the combination of settings"), "{msg}");
+    // It stays Failed (not back to an endless Degraded) across more attempts at resync.
+    let n = op.counter("kco_reconciliations", &[("result", "ok")]).await;
+    wait_for("two more attempts", READY, || async {
+        (op.counter("kco_reconciliations", &[("result", "ok")]).await >= n + 2).then_some(())
+    })
+    .await;
+    let s = env.client_status(&ns, "api").await;
+    assert_eq!(s["phase"], "Failed", "{s}");
+    assert_eq!(s["reason"], "KeycloakRejectedRequest", "{s}");
+}

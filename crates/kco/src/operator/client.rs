@@ -175,6 +175,10 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
             Ok(Action::requeue(done.requeue.map_or(ctx.resync, |r| r.min(ctx.resync))))
         }
         Err(e) => {
+            let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
+            let tries = ctx.failures.lock().map(|f| f.get(&key).copied().unwrap_or(0)).unwrap_or(0);
+            let previous = kc.status.as_ref().and_then(|s| s.reason.as_deref());
+            let e = super::rejected::rejected_request(&e, tries, previous, &kc.spec.client_id).unwrap_or(e);
             let (phase, action) = if e.is_transient() {
                 (Phase::Degraded, None)
             } else {

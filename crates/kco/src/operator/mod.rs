@@ -8,6 +8,7 @@ mod credentials;
 mod guarded;
 mod instance;
 mod realm;
+mod rejected;
 mod resolve;
 mod secret;
 mod status;

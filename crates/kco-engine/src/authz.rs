@@ -807,7 +807,7 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
                     let have = canonical(kind, have);
                     if have.get("type") != want.get("type") {
                         recreated.insert(o.name.clone());
-                        let old_kind = if other.is_some() && present.get(&o.name).is_none() {
+                        let old_kind = if other.is_some() && !present.contains_key(&o.name) {
                             if kind == AuthzKind::Policy { AuthzKind::Permission } else { AuthzKind::Policy }
                         } else {
                             kind
@@ -1068,7 +1068,7 @@ async fn id_of(
 ) -> Result<String, AuthzError> {
     // Policies and permissions share one listing.
     let key = if kind == AuthzKind::Permission { AuthzKind::Policy } else { kind };
-    if !ids.contains_key(&key) {
+    if let std::collections::btree_map::Entry::Vacant(slot) = ids.entry(key) {
         let mut all = BTreeMap::new();
         let mut first = 0usize;
         loop {
@@ -1096,7 +1096,7 @@ async fn id_of(
             }
             first += PAGE;
         }
-        ids.insert(key, all);
+        slot.insert(all);
     }
     ids.get(&key).and_then(|m| m.get(name)).cloned().ok_or_else(|| AuthzError::Missing {
         reason: "AuthorizationOutOfSync",

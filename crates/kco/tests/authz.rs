@@ -663,3 +663,80 @@ async fn a_server_error_caused_by_the_request_ends_as_failed_with_what_to_change
     assert_eq!(s["phase"], "Failed", "{s}");
     assert_eq!(s["reason"], "KeycloakRejectedRequest", "{s}");
 }
+
+/// The objects of a resource server as comparable values: (name, type, config) of each policy, and
+/// the resource and scope names.
+fn shape(e: &Value) -> Value {
+    let mut policies: Vec<Value> = e["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let keys: Vec<&String> = p["config"].as_object().unwrap().keys().collect();
+            let config: Vec<Value> = keys.iter().map(|k| json!([k, config(p, k)])).collect();
+            json!({"name": p["name"], "type": p["type"], "config": config})
+        })
+        .collect();
+    policies.sort_by_key(|p| p["name"].to_string());
+    json!({"policies": policies, "resources": names(e, "resources"), "scopes": names(e, "scopes")})
+}
+
+#[tokio::test]
+async fn default_objects_of_older_keycloaks_end_as_the_spec_says() {
+    let (env, ns, _op) = setup("authz-old").await;
+    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
+    realm_ready(&env, &ns).await;
+    user(&env, &ns, "alice").await;
+    // A client as Keycloak before 26.5 left it when authorization was switched on: a default resource,
+    // a policy that grants everyone (there it was JavaScript; 26.7 can no longer make one, a regex
+    // matching anything stands in) and a permission joining them.
+    post(
+        &env,
+        &format!("{ns}/clients"),
+        json!({"clientId": "legacy", "serviceAccountsEnabled": true,
+        "authorizationServicesEnabled": true, "standardFlowEnabled": false}),
+    )
+    .await;
+    let legacy = env.keycloak_get(&format!("{ns}/clients?clientId=legacy")).await.unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!("{ns}/clients/{legacy}/authz/resource-server");
+    post(
+        &env,
+        &format!("{base}/resource"),
+        json!({"name": "Default Resource", "type": "urn:legacy:resources:default", "uris": ["/*"]}),
+    )
+    .await;
+    post(
+        &env,
+        &format!("{base}/policy/regex"),
+        json!({"name": "Default Policy", "targetClaim": "preferred_username", "pattern": ".*"}),
+    )
+    .await;
+    post(
+        &env,
+        &format!("{base}/permission/resource"),
+        json!({"name": "Default Permission",
+        "resourceType": "urn:legacy:resources:default", "policies": ["Default Policy"]}),
+    )
+    .await;
+    let authz = json!({"resources": [{"name": "r", "uris": ["/r"]}],
+        "policies": {"userPolicies": [{"name": "alice", "users": ["alice"]}]},
+        "permissions": {"resourcePermissions": [{"name": "perm", "resources": ["r"], "policies": ["alice"]}]}});
+    let spec = |client_id: &str| {
+        json!({"clientId": client_id, "realmRef": {"name": "realm"},
+               "settings": {"authorizationServicesEnabled": true, "standardFlowEnabled": false},
+               "authorizationSettings": authz})
+    };
+    let mut adopted = client("legacy", spec("legacy"));
+    adopted["metadata"]["annotations"] = json!({"kco.dev/adopt": "true"});
+    env.apply(&ns, adopted).await;
+    env.apply(&ns, client("fresh", spec("fresh"))).await;
+    let old = env.wait_phase(&ns, "legacy", "Ready", READY).await;
+    let new = env.wait_phase(&ns, "fresh", "Ready", READY).await;
+    let old = export(&env, &ns, old["internalId"].as_str().unwrap()).await;
+    let new = export(&env, &ns, new["internalId"].as_str().unwrap()).await;
+    assert_eq!(shape(&old), shape(&new), "the defaults are gone and both hold what the spec declares");
+    assert_eq!(names(&old, "policies"), ["alice", "perm"]);
+}

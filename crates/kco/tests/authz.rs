@@ -740,3 +740,40 @@ async fn default_objects_of_older_keycloaks_end_as_the_spec_says() {
     assert_eq!(shape(&old), shape(&new), "the defaults are gone and both hold what the spec declares");
     assert_eq!(names(&old, "policies"), ["alice", "perm"]);
 }
+
+#[tokio::test]
+async fn more_objects_than_a_page_are_synced_and_an_idle_resync_still_reads_twice() {
+    let (env, ns, op) = setup("authz-page").await;
+    let spec = |n: usize, label: &str| {
+        let scopes: Vec<Value> =
+            (0..n).map(|i| json!({"name": format!("s{i:03}"), "displayName": format!("{label} {i}")})).collect();
+        json!({"clientId": "api", "realmRef": {"name": "realm"},
+               "settings": {"authorizationServicesEnabled": true},
+               "authorizationSettings": {"policyEnforcementMode": "PERMISSIVE", "decisionStrategy": "AFFIRMATIVE",
+                   "allowRemoteResourceManagement": false, "scopes": scopes}})
+    };
+    env.apply(&ns, client("api", spec(130, "v1"))).await;
+    let s = env.wait_phase(&ns, "api", "Ready", READY).await;
+    let id = s["internalId"].as_str().unwrap().to_string();
+    let rs = env.keycloak_get(&format!("{ns}/clients/{id}/authz/resource-server")).await.unwrap();
+    assert_eq!(rs["policyEnforcementMode"], "PERMISSIVE");
+    assert_eq!(rs["decisionStrategy"], "AFFIRMATIVE");
+    assert_eq!(rs["allowRemoteResourceManagement"], false);
+    assert_eq!(export(&env, &ns, &id).await["scopes"].as_array().unwrap().len(), 130);
+    let (writes, reads) = quiet_reconciles(&op, 2).await;
+    assert_eq!((writes, reads), (0, 2), "idle resync of 130 scopes: writes, requests per reconcile");
+
+    // Updating and deleting needs ids from the paged listing (the last ones are on its second page).
+    env.apply(&ns, client("api", spec(120, "v2"))).await;
+    wait_for("page two updated", READY, || async {
+        let e = export(&env, &ns, &id).await;
+        let scopes = e["scopes"].as_array().unwrap();
+        let ok = scopes.len() == 120
+            && scopes.iter().all(|s| s["displayName"].as_str().unwrap().starts_with("v2 "))
+            && scopes.iter().any(|s| s["name"] == "s119");
+        ok.then_some(())
+    })
+    .await;
+    let pages = op.counter("kco_keycloak_requests", &[("kind", "authz-scope"), ("method", "GET")]).await;
+    assert_eq!(pages, 2, "one paged listing of 130 scopes: two pages of 100");
+}

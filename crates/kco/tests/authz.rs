@@ -24,9 +24,13 @@ async fn setup(prefix: &str) -> (Env, String, Operator) {
     (env, ns, op)
 }
 
-/// The realm exists once the operator has reconciled anything; tests that seed users first wait.
-async fn realm_ready(env: &Env, realm: &str) {
-    wait_for("realm created", READY, || async { env.keycloak_get(realm).await }).await;
+/// `setup`, plus a plain client `probe` whose reconcile creates the Keycloak realm, so a test can seed
+/// users, roles and groups before its resource server is applied.
+async fn setup_with_realm(prefix: &str) -> (Env, String, Operator) {
+    let (env, ns, op) = setup(prefix).await;
+    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
+    wait_for("realm created", READY, || async { env.keycloak_get(&ns).await }).await;
+    (env, ns, op)
 }
 
 /// Create `what` (e.g. a user) in the realm.
@@ -237,9 +241,7 @@ async fn resource_server_example_reaches_ready_and_keycloak_decides_as_declared(
 
 #[tokio::test]
 async fn fine_grained_example_reaches_ready_and_keycloak_decides_as_declared() {
-    let (env, ns, _op) = setup("authz-fg").await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, _op) = setup_with_realm("authz-fg").await;
     realm_role(&env, &ns, "editor").await;
     let finance = group(&env, &ns, "finance").await;
     let ed = user(&env, &ns, "eddie").await;
@@ -290,9 +292,7 @@ async fn guarded_by(
     policies: Value,
     seed: impl AsyncFnOnce(&Env, &str),
 ) -> (Env, String, String, Operator) {
-    let (env, ns, op) = setup(prefix).await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, op) = setup_with_realm(prefix).await;
     seed(&env, &ns).await;
     env.apply(
         &ns,
@@ -447,9 +447,7 @@ async fn aggregate_policy_combines_its_policies_with_its_strategy() {
 
 #[tokio::test]
 async fn scope_permission_applies_to_its_scope_only() {
-    let (env, ns, _op) = setup("authz-scope").await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, _op) = setup_with_realm("authz-scope").await;
     let alice = user(&env, &ns, "alice").await;
     let bob = user(&env, &ns, "bob").await;
     env.apply(
@@ -485,9 +483,7 @@ async fn scope_permission_applies_to_its_scope_only() {
 
 #[tokio::test]
 async fn removing_and_renaming_leave_nothing_behind_and_a_second_reconcile_writes_nothing() {
-    let (env, ns, op) = setup("authz-rm").await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, op) = setup_with_realm("authz-rm").await;
     let alice = user(&env, &ns, "alice").await;
     let spec = |policies: Value, perm_policy: &str| {
         json!({"clientId": "api", "realmRef": {"name": "realm"},
@@ -539,9 +535,7 @@ async fn removing_and_renaming_leave_nothing_behind_and_a_second_reconcile_write
 
 #[tokio::test]
 async fn unresolved_references_are_reported_by_name_and_grant_nothing() {
-    let (env, ns, _op) = setup("authz-ref").await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, _op) = setup_with_realm("authz-ref").await;
     env.apply(
         &ns,
         client(
@@ -574,9 +568,7 @@ async fn unresolved_references_are_reported_by_name_and_grant_nothing() {
 
 #[tokio::test]
 async fn drift_in_authorization_objects_is_reverted_with_an_event() {
-    let (env, ns, _op) = setup("authz-drift").await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, _op) = setup_with_realm("authz-drift").await;
     user(&env, &ns, "alice").await;
     env.apply(
         &ns,
@@ -680,9 +672,7 @@ fn shape(e: &Value) -> Value {
 
 #[tokio::test]
 async fn default_objects_of_older_keycloaks_end_as_the_spec_says() {
-    let (env, ns, _op) = setup("authz-old").await;
-    env.apply(&ns, client("probe", json!({"clientId": "probe", "realmRef": {"name": "realm"}}))).await;
-    realm_ready(&env, &ns).await;
+    let (env, ns, _op) = setup_with_realm("authz-old").await;
     user(&env, &ns, "alice").await;
     // A client as Keycloak before 26.5 left it when authorization was switched on: a default resource,
     // a policy that grants everyone (there it was JavaScript; 26.7 can no longer make one, a regex

@@ -678,17 +678,31 @@ impl AuthzOperation {
     }
 }
 
-/// A name that is neither declared nor present in Keycloak: (field, what).
+/// Why the plan cannot be made: a name that is neither declared nor present in Keycloak, or a name
+/// Keycloak already holds with another type.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct MissingReference {
+pub struct PlanProblem {
     pub field: String,
-    pub what: String,
+    pub message: String,
+    /// A missing reference (else: a type conflict).
+    pub missing: bool,
 }
 
-impl std::fmt::Display for MissingReference {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "spec.{}: {} does not exist", self.field, self.what)
+impl PlanProblem {
+    fn missing(field: &str, what: String) -> Self {
+        Self { field: field.to_string(), message: format!("{what} does not exist"), missing: true }
     }
+}
+
+impl std::fmt::Display for PlanProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spec.{}: {}", self.field, self.message)
+    }
+}
+
+/// The status reason for a refused plan.
+pub fn plan_problem_reason(problems: &[PlanProblem]) -> &'static str {
+    if problems.iter().any(|p| p.missing) { "AuthorizationReferenceNotFound" } else { "AuthorizationTypeConflict" }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -718,7 +732,7 @@ impl AuthzPlan {
 /// no longer declares (permissions → aggregates → policies → resources → scopes). Deleting last means
 /// no permission is ever left pointing at a policy that is gone. A permission or aggregate that names
 /// an authorization object which neither the spec nor Keycloak has is refused: the plan is not made.
-pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<AuthzPlan, Vec<MissingReference>> {
+pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<AuthzPlan, Vec<PlanProblem>> {
     let mut ops = Vec::new();
     if sorted(&desired.settings) != sorted(&observed.settings) {
         ops.push(AuthzOperation::UpdateSettings(desired.settings.clone()));
@@ -771,7 +785,7 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
     for o in desired.objects() {
         for (field, kind, name) in &o.refs {
             if !existing.get(kind).is_some_and(|s| s.contains(name)) {
-                missing.insert(MissingReference { field: field.clone(), what: format!("{} {name:?}", kind.as_str()) });
+                missing.insert(PlanProblem::missing(field, format!("{} {name:?}", kind.as_str())));
             }
         }
     }
@@ -779,9 +793,32 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
         return Err(missing.into_iter().collect());
     }
 
-    // Policies whose type changes are deleted and created again: whatever names them is rewritten too,
-    // because Keycloak drops the association with the deleted one.
-    let mut recreated: BTreeSet<String> = BTreeSet::new();
+    // Keycloak cannot change a policy's type in place, and deleting it takes the permissions that rely
+    // on it with it (a resource left without permissions is granted): a name Keycloak holds with
+    // another type is refused, never replaced.
+    for o in [&desired.policies, &desired.permissions].into_iter().flatten().flatten() {
+        let Some(have) = observed.policies.get(&o.name) else { continue };
+        let t = have.get("type").and_then(Value::as_str).unwrap_or_default();
+        if canonical(o.kind, have).get("type") != canonical(o.kind, &o.representation).get("type") {
+            let managed = managed_policy_type(t) || is_permission_type(t);
+            let message = format!(
+                "{} {:?} already exists in Keycloak as a {t:?} policy; Keycloak cannot change a policy's type, and \
+                 replacing it would leave what it protects unguarded for a moment. {}",
+                o.kind.as_str(),
+                o.name,
+                if managed {
+                    "Give it a new name: kco creates the new one, points the permissions at it, then deletes the old one"
+                } else {
+                    "Choose another name, or delete that policy in Keycloak"
+                }
+            );
+            missing.insert(PlanProblem { field: o.field.clone(), message, missing: false });
+        }
+    }
+    if !missing.is_empty() {
+        return Err(missing.into_iter().collect());
+    }
+
     let mut deletes = Vec::new();
     let mut upserts = Vec::new();
     for (kind, list, present) in [
@@ -792,39 +829,18 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
     ] {
         let Some(list) = list else { continue };
         for o in list {
-            let want = canonical(kind, &o.representation);
-            let names_recreated =
-                o.refs.iter().any(|(_, k, n)| *k == AuthzKind::Policy && recreated.contains(n.as_str()));
-            // A name held by an object of the other list (policy vs. permission) is a type change too.
-            let other = match kind {
-                AuthzKind::Policy => observed_perms.get(&o.name),
-                AuthzKind::Permission => observed_plain.get(&o.name),
-                _ => None,
-            };
-            match present.get(&o.name).or(other) {
+            match present.get(&o.name) {
                 None => upserts.push(AuthzOperation::Create(o.clone())),
-                Some(have) => {
-                    let have = canonical(kind, have);
-                    if have.get("type") != want.get("type") {
-                        recreated.insert(o.name.clone());
-                        let old_kind = if other.is_some() && !present.contains_key(&o.name) {
-                            if kind == AuthzKind::Policy { AuthzKind::Permission } else { AuthzKind::Policy }
-                        } else {
-                            kind
-                        };
-                        upserts.push(AuthzOperation::Delete { kind: old_kind, name: o.name.clone() });
-                        upserts.push(AuthzOperation::Create(o.clone()));
-                    } else if have != want || names_recreated {
-                        upserts.push(AuthzOperation::Update(o.clone()));
-                    }
+                Some(have) if canonical(kind, have) != canonical(kind, &o.representation) => {
+                    upserts.push(AuthzOperation::Update(o.clone()))
                 }
+                Some(_) => {}
             }
         }
         let declared: BTreeSet<&str> = list.iter().map(|o| o.name.as_str()).collect();
         let mut gone: Vec<(bool, &String)> = present
             .iter()
             .filter(|(n, _)| !declared.contains(n.as_str()))
-            .filter(|(n, _)| !upserts.iter().any(|u| matches!(u, AuthzOperation::Delete { name, .. } if name == **n)))
             .map(|(n, v)| (v.get("type").and_then(Value::as_str) == Some("aggregate"), *n))
             .collect();
         // Aggregates go before the policies they include.
@@ -869,8 +885,8 @@ impl std::fmt::Display for AuthzError {
     }
 }
 
-fn missing_error(client_id: &str, realm: &str, missing: &[MissingReference]) -> AuthzError {
-    let scripts = missing.iter().filter(|m| m.what.starts_with("deployed script")).count();
+fn missing_error(client_id: &str, realm: &str, missing: &[PlanProblem]) -> AuthzError {
+    let scripts = missing.iter().filter(|m| m.message.starts_with("deployed script")).count();
     let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
     let mut message = format!(
         "authorization of client {client_id} in realm {realm} not applied (nothing was written): {}",
@@ -975,7 +991,7 @@ pub async fn apply_authz(
             };
             match hit {
                 None => {
-                    missing.insert(MissingReference { field: field.clone(), what: s.describe() });
+                    missing.insert(PlanProblem::missing(field, s.describe()));
                 }
                 Some(t) if matches!(s, Subject::Script(_)) => {
                     script_types.insert(o.name.clone(), t);
@@ -985,7 +1001,7 @@ pub async fn apply_authz(
         }
     }
     if !missing.is_empty() {
-        let list: Vec<MissingReference> = missing.into_iter().collect();
+        let list: Vec<PlanProblem> = missing.into_iter().collect();
         return Err(missing_error(client_id, realm, &list));
     }
     let mut ids: BTreeMap<AuthzKind, BTreeMap<String, String>> = BTreeMap::new();
@@ -1294,12 +1310,22 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_whose_type_changes_is_recreated_and_what_names_it_rewritten() {
+    fn a_name_keycloak_holds_with_another_type_is_refused_not_replaced() {
         let mut d = example();
         d["policies"]["groupPolicies"] = json!([]);
         d["policies"]["userPolicies"] = json!([{"name": "finance", "users": ["fin"]}]);
-        let plan = plan_authz(&desired(d), &observed(example_export())).unwrap();
-        assert_eq!(summary(&plan), ["delete policy finance", "create policy finance", "update policy either"]);
+        d["policies"]["regexPolicies"] = json!([{"name": "edit", "targetClaim": "x", "pattern": "y"}]);
+        let mut export = example_export();
+        export["policies"].as_array_mut().unwrap().push(json!({"name": "someones", "type": "uma", "config": {}}));
+        d["policies"]["clientPolicies"] = json!([{"name": "someones", "clients": ["app"]}]);
+        let problems = plan_authz(&desired(d), &observed(export)).unwrap_err();
+        assert_eq!(plan_problem_reason(&problems), "AuthorizationTypeConflict");
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].starts_with("spec.authorizationSettings.policies.clientPolicies[0]: policy \"someones\" already exists in Keycloak as a \"uma\" policy"), "{text:?}");
+        assert!(text[0].ends_with("Choose another name, or delete that policy in Keycloak"), "{text:?}");
+        assert!(text[1].contains("policy \"edit\" already exists in Keycloak as a \"scope\" policy"), "{text:?}");
+        assert!(text[2].contains("\"group\" policy") && text[2].contains("Give it a new name"), "{text:?}");
     }
 
     #[test]

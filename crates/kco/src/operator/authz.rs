@@ -1,7 +1,7 @@
 //! Authorization Services of one reconciled client: observe (one read of the export) → plan → apply,
 //! with the engine's errors turned into reconcile errors that say what to fix.
 
-use kco_engine::authz::{AuthzError, DesiredAuthz, apply_authz, observe_authz, plan_authz};
+use kco_engine::authz::{AuthzError, DesiredAuthz, apply_authz, observe_authz, plan_authz, plan_problem_reason};
 use kco_keycloak::KeycloakAdmin;
 
 use super::ReconcileError;
@@ -15,12 +15,14 @@ pub async fn sync_authz(
     desired: &DesiredAuthz,
 ) -> Result<Vec<String>, ReconcileError> {
     let observed = observe_authz(admin, realm, id, client_id).await?;
-    let plan = plan_authz(desired, &observed).map_err(|missing| {
-        let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    let plan = plan_authz(desired, &observed).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let reason = plan_problem_reason(&problems);
+        let hint = if problems.iter().any(|p| p.missing) { "; declare them or create them in Keycloak" } else { "" };
         ReconcileError::blocked(
-            "AuthorizationReferenceNotFound",
+            reason,
             format!(
-                "authorization of client {client_id} in realm {realm} not applied (nothing was written): {}; declare them or create them in Keycloak",
+                "authorization of client {client_id} in realm {realm} not applied (nothing was written): {}{hint}",
                 list.join("; ")
             ),
         )

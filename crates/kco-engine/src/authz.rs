@@ -328,9 +328,9 @@ impl DesiredAuthz {
         Self { settings, scopes, resources, policies, permissions }
     }
 
-    /// Every declared object, in create/update order: scopes, resources, policies, permissions.
+    /// Every declared object, in create/update order: scopes, policies, resources, permissions.
     pub fn objects(&self) -> impl Iterator<Item = &DesiredObject> {
-        [&self.scopes, &self.resources, &self.policies, &self.permissions].into_iter().flatten().flatten()
+        [&self.scopes, &self.policies, &self.resources, &self.permissions].into_iter().flatten().flatten()
     }
 }
 
@@ -727,9 +727,9 @@ impl AuthzPlan {
     }
 }
 
-/// Desired vs. observed → operations: the settings, then creates and updates (scopes → resources →
-/// policies, aggregates after what they include → permissions), then deletes of what a managed list
-/// no longer declares (permissions → aggregates → policies → resources → scopes). Deleting last means
+/// Desired vs. observed → operations: the settings, then creates and updates (scopes → policies,
+/// aggregates after what they include → resources → permissions), then deletes of what a managed list
+/// no longer declares (permissions → resources → aggregates → policies → scopes). Deleting last means
 /// no permission is ever left pointing at a policy that is gone. A permission or aggregate that names
 /// an authorization object which neither the spec nor Keycloak has is refused: the plan is not made.
 pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<AuthzPlan, Vec<PlanProblem>> {
@@ -794,7 +794,7 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
     }
 
     // Keycloak cannot change a policy's type in place, and deleting it takes the permissions that rely
-    // on it with it (a resource left without permissions is granted): a name Keycloak holds with
+    // on it with it (a resource without permissions is then granted in PERMISSIVE mode): a name Keycloak holds with
     // another type is refused, never replaced.
     for o in [&desired.policies, &desired.permissions].into_iter().flatten().flatten() {
         let Some(have) = observed.policies.get(&o.name) else { continue };
@@ -803,7 +803,7 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
             let managed = managed_policy_type(t) || is_permission_type(t);
             let message = format!(
                 "{} {:?} already exists in Keycloak as a {t:?} policy; Keycloak cannot change a policy's type, and \
-                 replacing it would leave what it protects unguarded for a moment. {}",
+                 replacing it would delete the permissions that rely on it. {}",
                 o.kind.as_str(),
                 o.name,
                 if managed {
@@ -822,9 +822,11 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
     let mut deletes = Vec::new();
     let mut upserts = Vec::new();
     for (kind, list, present) in [
+        // Policies before resources: a write that fails part-way never leaves a new resource behind
+        // without the permission meant to guard it.
         (AuthzKind::Scope, &desired.scopes, observed.scopes.iter().collect::<BTreeMap<_, _>>()),
-        (AuthzKind::Resource, &desired.resources, observed.resources.iter().collect()),
         (AuthzKind::Policy, &desired.policies, observed_plain.clone()),
+        (AuthzKind::Resource, &desired.resources, observed.resources.iter().collect()),
         (AuthzKind::Permission, &desired.permissions, observed_perms.clone()),
     ] {
         let Some(list) = list else { continue };
@@ -1202,10 +1204,10 @@ mod tests {
             [
                 "create scope read",
                 "create scope write",
-                "create resource documents",
                 "create policy editors",
                 "create policy finance",
                 "create policy either",
+                "create resource documents",
                 "create permission edit"
             ]
         );
@@ -1241,9 +1243,9 @@ mod tests {
             [
                 "update resource documents",
                 "delete permission old-perm",
+                "delete resource old-res",
                 "delete policy old-aggr",
                 "delete policy a-old-user",
-                "delete resource old-res",
                 "delete scope old-scope"
             ],
             "user-owned resources and policy types kco does not declare (uma) are left alone"
@@ -1283,8 +1285,8 @@ mod tests {
             summary(&plan),
             [
                 "delete permission Default Permission",
-                "delete policy Default Policy",
-                "delete resource Default Resource"
+                "delete resource Default Resource",
+                "delete policy Default Policy"
             ]
         );
     }

@@ -39,12 +39,11 @@ async fn post(env: &Env, path: &str, body: Value) {
 }
 
 async fn user(env: &Env, realm: &str, username: &str) -> String {
-    post(
-        env,
-        &format!("{realm}/users"),
-        json!({"username": username, "enabled": true, "email": format!("{username}@example.com")}),
-    )
-    .await;
+    // A complete profile and a password, so the user can also log in (for RPT requests).
+    let body = json!({"username": username, "enabled": true, "email": format!("{username}@example.com"),
+        "emailVerified": true, "firstName": username, "lastName": "Test",
+        "credentials": [{"type": "password", "value": "pw", "temporary": false}]});
+    post(env, &format!("{realm}/users"), body).await;
     let v = env.keycloak_get(&format!("{realm}/users?username={username}&exact=true")).await.unwrap();
     v[0]["id"].as_str().unwrap().to_string()
 }
@@ -127,6 +126,38 @@ async fn decide(
     assert!(resp.status().is_success(), "evaluate: {}", resp.status());
     let v: Value = resp.json().await.unwrap();
     v["status"].as_str().unwrap().to_string()
+}
+
+/// Keycloak's decision through the UMA token endpoint (an RPT request with `response_mode=decision`)
+/// for `username` asking `permission` (`resource#scope`) of resource server `audience`. The user's
+/// token comes from a public client `cli` with the password grant (made on first use).
+async fn rpt_decision(env: &Env, realm: &str, username: &str, audience: &str, permission: &str) -> bool {
+    if env.keycloak_get(&format!("{realm}/clients?clientId=cli")).await.unwrap().as_array().unwrap().is_empty() {
+        post(
+            env,
+            &format!("{realm}/clients"),
+            json!({"clientId": "cli", "publicClient": true, "directAccessGrantsEnabled": true}),
+        )
+        .await;
+    }
+    let token_url = format!("{}/realms/{realm}/protocol/openid-connect/token", env.keycloak_url);
+    let form = [("grant_type", "password"), ("client_id", "cli"), ("username", username), ("password", "pw")];
+    let v: Value = env.http.post(&token_url).form(&form).send().await.unwrap().json().await.unwrap();
+    let token = v["access_token"].as_str().unwrap_or_else(|| panic!("token for {username}: {v}"));
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:uma-ticket"),
+        ("audience", audience),
+        ("permission", permission),
+        ("response_mode", "decision"),
+    ];
+    let resp = env.http.post(&token_url).bearer_auth(token).form(&form).send().await.unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    match status.as_u16() {
+        200 => v["result"] == true,
+        403 => false,
+        other => panic!("RPT request: HTTP {other} {v}"),
+    }
 }
 
 /// Wait for a reconcile, then for `n` more that find nothing to do; returns the Keycloak writes they
@@ -224,6 +255,9 @@ async fn resource_server_example_reaches_ready_and_keycloak_decides_as_declared(
     // Keycloak decides as declared: an editor may write documents, someone else may not.
     assert_eq!(decide(&env, &ns, id, id, &alice, "documents", Some("write")).await, "PERMIT");
     assert_eq!(decide(&env, &ns, id, id, &bob, "documents", Some("write")).await, "DENY");
+    // And the same through the token endpoint (an RPT request), as an application would ask.
+    assert!(rpt_decision(&env, &ns, "alice", "documents-api", "documents#write").await);
+    assert!(!rpt_decision(&env, &ns, "bob", "documents-api", "documents#write").await);
 
     // A resync with nothing to change writes nothing and reads a fixed number of times.
     let (writes, reads_per_reconcile) = quiet_reconciles(&op, 3).await;

@@ -372,6 +372,21 @@ async fn role_policy_with_resource_permission_permits_the_role_only() {
 }
 
 #[tokio::test]
+async fn role_policy_with_a_client_role_permits_its_holders_only() {
+    let policies = json!({"rolePolicies": [{"name": "p", "roles": [{"name": "probe/approver", "required": true}]}]});
+    permits_alice_denies_bob("authz-crole", policies, async |env, ns, alice| {
+        let probe = env.keycloak_get(&format!("{ns}/clients?clientId=probe")).await.unwrap()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        post(env, &format!("{ns}/clients/{probe}/roles"), json!({"name": "approver"})).await;
+        let role = env.keycloak_get(&format!("{ns}/clients/{probe}/roles/approver")).await.unwrap();
+        post(env, &format!("{ns}/users/{alice}/role-mappings/clients/{probe}"), json!([role])).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn user_policy_permits_the_named_user_only() {
     let policies = json!({"userPolicies": [{"name": "p", "users": ["alice"]}]});
     permits_alice_denies_bob("authz-user", policies, async |_, _, _| {}).await;

@@ -13,8 +13,9 @@ pub const REJECTED_REASON: &str = "KeycloakRejectedRequest";
 /// Failures in a row after which a 5xx on a write counts as caused by the request.
 const TRIES: u32 = 3;
 
-/// `Some(Failed error)` when `err` is a 5xx on a write that failed `consecutive` times before now (or
-/// was already reported so), else `None` (keep retrying as Degraded).
+/// `Some(Failed error)` when `err` is a 5xx on a write, the reconcile has failed `consecutive` times
+/// before, the last time with a 5xx too (or it was already reported so), else `None` (keep retrying
+/// as Degraded).
 pub fn rejected_request(
     err: &ReconcileError,
     consecutive: u32,
@@ -26,7 +27,9 @@ pub fn rejected_request(
     if e.kind != ErrorKind::Server || !write {
         return None;
     }
-    if consecutive + 1 < TRIES && previous_reason != Some(REJECTED_REASON) {
+    // The attempt before this one must have ended the same way (its status reason says so).
+    let again = previous_reason == Some(ErrorKind::Server.category()) && consecutive + 1 >= TRIES;
+    if !again && previous_reason != Some(REJECTED_REASON) {
         return None;
     }
     Some(ReconcileError::blocked(

@@ -135,6 +135,10 @@ impl DesiredClient {
         f.insert("frontchannelLogout".into(), json!(s.frontchannel_logout));
         f.insert("fullScopeAllowed".into(), json!(s.full_scope_allowed));
         f.insert("authorizationServicesEnabled".into(), json!(s.authorization_services_enabled));
+        // What Keycloak needs for Authorization Services; status says kco turned it on.
+        for (field, value, _) in crate::authz::implied_settings(spec) {
+            f.insert(field.into(), json!(value));
+        }
 
         let mut a = BTreeMap::new();
         a.insert("display.on.consent.screen".into(), s.display_on_consent_screen.to_string());

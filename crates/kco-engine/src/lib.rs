@@ -2,6 +2,7 @@
 //! Kubernetes stays outside: the operator and the CLI hand in a spec and take back credentials.
 
 pub mod apply;
+pub mod authz;
 pub mod desired;
 pub mod formats;
 pub mod guard;

@@ -164,6 +164,10 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                      per-client override for client authentication; bind the flow on the realm)",
                 );
             }
+            if let Some(note) = kco_engine::authz::implied_settings_note(&kc.spec) {
+                message.push_str("; note: ");
+                message.push_str(&note);
+            }
             write_status(ctx, kc, seen.status(kc, Phase::Ready, "Reconciled", message)).await?;
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
@@ -171,6 +175,10 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
             Ok(Action::requeue(done.requeue.map_or(ctx.resync, |r| r.min(ctx.resync))))
         }
         Err(e) => {
+            let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
+            let tries = ctx.failures.lock().map(|f| f.get(&key).copied().unwrap_or(0)).unwrap_or(0);
+            let previous = kc.status.as_ref().and_then(|s| s.reason.as_deref());
+            let e = super::rejected::rejected_request(&e, tries, previous, &kc.spec.client_id).unwrap_or(e);
             let (phase, action) = if e.is_transient() {
                 (Phase::Degraded, None)
             } else {
@@ -260,14 +268,20 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");
     }
+    let mut changed_fields = outcome.changed_fields.clone();
+    // Authorization Services go through their own endpoints, once the client exists.
+    if let Some(authz) = kco_engine::authz::DesiredAuthz::from_spec(&kc.spec) {
+        let id = &outcome.internal_id;
+        changed_fields.extend(super::authz::sync_authz(&admin, &realm_name, id, &kc.spec.client_id, &authz).await?);
+    }
 
     let mut event = if outcome.created {
         Some(("Created", format!("created client {} in realm {realm_name}", kc.spec.client_id)))
-    } else if !outcome.changed_fields.is_empty() {
+    } else if !changed_fields.is_empty() {
         let spec_changed = kc.status.as_ref().and_then(|s| s.observed_generation) != kc.metadata.generation;
         let (reason, verb) =
             if spec_changed { ("Updated", "updated") } else { ("DriftReverted", "reverted hand-made changes to") };
-        Some((reason, format!("{verb} {}", outcome.changed_fields.join(", "))))
+        Some((reason, format!("{verb} {}", changed_fields.join(", "))))
     } else {
         None
     };

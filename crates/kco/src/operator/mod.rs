@@ -1,12 +1,14 @@
 //! `kco run`: the operator. Watches KeycloakClients (and the realms and Secrets they depend on) and
 //! reconciles each through the engine: read → validate → plan → apply → Secret → status.
 
+mod authz;
 mod client;
 mod context;
 mod credentials;
 mod guarded;
 mod instance;
 mod realm;
+mod rejected;
 mod resolve;
 mod secret;
 mod status;

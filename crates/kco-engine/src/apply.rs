@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use std::collections::BTreeSet;
+
 use kco_keycloak::{Error, ErrorKind, KeycloakAdmin};
 use serde_json::Value;
 
+use crate::error::EngineError;
+use crate::guard;
 use crate::plan::{ClientOperation, ClientPlan};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +21,16 @@ pub struct ApplyOutcome {
     pub changed_fields: Vec<String>,
 }
 
-/// Apply `plan` to the client `existing_id` (or create it).
+/// Apply `plan` to the client `existing_id` (or create it). Unless `allow_admin_role_grants`, a
+/// service-account grant whose roles reach realm administration through composites is refused
+/// before it is made (the names themselves were checked by `guard::check_against_realm`).
 pub async fn apply_plan(
     kc: &KeycloakAdmin,
     realm: &str,
     plan: &ClientPlan,
     existing_id: Option<&str>,
-) -> Result<ApplyOutcome, Error> {
+    allow_admin_role_grants: bool,
+) -> Result<ApplyOutcome, EngineError> {
     let mut id = existing_id.map(str::to_string);
     let mut created = false;
     let mut scope_ids: Option<BTreeMap<String, String>> = None;
@@ -43,20 +50,20 @@ pub async fn apply_plan(
                 if scope_ids.is_none() {
                     scope_ids = Some(realm_scope_ids(kc, realm).await?);
                 }
+                let (list, add, field) = match op {
+                    AddDefaultScope(_) => ("default-client-scopes", true, "defaultClientScopes"),
+                    RemoveDefaultScope(_) => ("default-client-scopes", false, "defaultClientScopes"),
+                    AddOptionalScope(_) => ("optional-client-scopes", true, "optionalClientScopes"),
+                    _ => ("optional-client-scopes", false, "optionalClientScopes"),
+                };
                 let scope_id = scope_ids.as_ref().and_then(|m| m.get(name)).ok_or_else(|| {
-                    user_error(
-                        format!("client scope {name:?}"),
+                    EngineError::invalid(
+                        field,
                         format!(
                             "realm {realm} has no client scope named {name:?}; create it or remove it from the spec"
                         ),
                     )
                 })?;
-                let (list, add) = match op {
-                    AddDefaultScope(_) => ("default-client-scopes", true),
-                    RemoveDefaultScope(_) => ("default-client-scopes", false),
-                    AddOptionalScope(_) => ("optional-client-scopes", true),
-                    _ => ("optional-client-scopes", false),
-                };
                 let path = [realm, "clients", client, list, scope_id.as_str()];
                 if add {
                     kc.put(&path, &Value::Null, "client-scope-link").await?;
@@ -89,14 +96,23 @@ pub async fn apply_plan(
             GrantRealmRoles(names) | RevokeRealmRoles(names) => {
                 let user = service_account_user(kc, realm, client, &mut sa_user).await?;
                 let mut reps = Vec::new();
+                let field = "serviceAccountRoles.realmRoles";
                 for name in names {
                     reps.push(kc.get(&[realm, "roles", name], &[], "role").await.map_err(|e| {
-                        missing(e, format!("realm role {name:?}"), format!("realm {realm} has no role {name:?}; create it or remove it from serviceAccountRoles.realmRoles"))
+                        missing(
+                            e,
+                            field,
+                            format!("realm {realm} has no role {name:?}; create it or remove it from the list"),
+                        )
                     })?);
+                }
+                let grant = matches!(op, GrantRealmRoles(_));
+                if grant && !allow_admin_role_grants {
+                    refuse_admin_composites(kc, realm, field, &reps).await?;
                 }
                 let path = [realm, "users", user.as_str(), "role-mappings", "realm"];
                 let body = Value::Array(reps);
-                if matches!(op, GrantRealmRoles(_)) {
+                if grant {
                     kc.post(&path, &body, "role-mapping").await?;
                 } else {
                     kc.delete(&path, Some(&body), "role-mapping").await?;
@@ -105,15 +121,28 @@ pub async fn apply_plan(
             GrantClientRoles { client_id, roles } | RevokeClientRoles { client_id, roles } => {
                 let user = service_account_user(kc, realm, client, &mut sa_user).await?;
                 let target = target_client(kc, realm, client_id).await?;
+                let field = format!("serviceAccountRoles.clientRoles.{client_id}");
                 let mut reps = Vec::new();
                 for name in roles {
-                    reps.push(kc.get(&[realm, "clients", &target, "roles", name], &[], "client-role").await.map_err(|e| {
-                        missing(e, format!("client role {client_id}/{name}"), format!("client {client_id} has no role {name:?}; create it or remove it from serviceAccountRoles.clientRoles"))
-                    })?);
+                    reps.push(kc.get(&[realm, "clients", &target, "roles", name], &[], "client-role").await.map_err(
+                        |e| {
+                            missing(
+                                e,
+                                &field,
+                                format!(
+                                    "client {client_id} has no role {name:?}; create it or remove it from the list"
+                                ),
+                            )
+                        },
+                    )?);
+                }
+                let grant = matches!(op, GrantClientRoles { .. });
+                if grant && !allow_admin_role_grants {
+                    refuse_admin_composites(kc, realm, &field, &reps).await?;
                 }
                 let path = [realm, "users", user.as_str(), "role-mappings", "clients", target.as_str()];
                 let body = Value::Array(reps);
-                if matches!(op, GrantClientRoles { .. }) {
+                if grant {
                     kc.post(&path, &body, "role-mapping").await?;
                 } else {
                     kc.delete(&path, Some(&body), "role-mapping").await?;
@@ -121,29 +150,92 @@ pub async fn apply_plan(
             }
         }
     }
-    let internal_id = id.ok_or_else(|| Error {
-        kind: ErrorKind::Protocol,
-        what: "apply".into(),
-        detail: "no client id after apply".into(),
-    })?;
+    let internal_id = id.ok_or_else(|| Error::new(ErrorKind::Protocol, "apply", "no client id after apply"))?;
     Ok(ApplyOutcome { internal_id, created, changed_fields: if created { vec![] } else { plan.changed_fields() } })
 }
 
 fn need(id: &Option<String>) -> Result<&str, Error> {
-    id.as_deref().ok_or_else(|| Error {
-        kind: ErrorKind::Protocol,
-        what: "apply".into(),
-        detail: "an update was planned for a client that does not exist".into(),
+    id.as_deref().ok_or_else(|| {
+        Error::new(ErrorKind::Protocol, "apply", "an update was planned for a client that does not exist")
     })
 }
 
-fn user_error(what: String, detail: String) -> Error {
-    Error { kind: ErrorKind::BadRequest, what, detail }
+/// A 404 on a name the user wrote is their mistake to fix: say which name and where.
+fn missing(e: Error, field: &str, message: String) -> EngineError {
+    if e.is_not_found() { EngineError::invalid(field, message) } else { e.into() }
 }
 
-/// A 404 on a name the user wrote is their mistake to fix: say which name and where.
-fn missing(e: Error, what: String, detail: String) -> Error {
-    if e.is_not_found() { user_error(what, detail) } else { e }
+/// Most roles visited when expanding composites; a deeper tree is refused rather than half-checked.
+const MAX_EXPANDED_ROLES: usize = 1000;
+
+/// Refuse a grant of `roles` (full role representations) when one of them reaches a realm
+/// administration role through composite roles, realm or client. Only composite roles cost requests:
+/// one to list each composite's members, one per client that owns a member role (by id, cached).
+async fn refuse_admin_composites(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    field: &str,
+    roles: &[Value],
+) -> Result<(), EngineError> {
+    let mut client_ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    // (role, the role of the grant it was reached from)
+    let mut queue: Vec<(Value, String)> = Vec::new();
+    for r in roles {
+        let name = str_field(r, "name").to_string();
+        queue.push((r.clone(), name));
+    }
+    while let Some((role, granted)) = queue.pop() {
+        let id = str_field(&role, "id").to_string();
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if seen.len() > MAX_EXPANDED_ROLES {
+            return Err(EngineError::spec(
+                guard::NOT_ALLOWED,
+                field,
+                format!(
+                    "role {granted:?} is a composite of more than {MAX_EXPANDED_ROLES} roles; kco cannot check that it does not administer realm {realm}, so it does not grant it"
+                ),
+            ));
+        }
+        let name = str_field(&role, "name");
+        let admin = if role.get("clientRole").and_then(Value::as_bool) == Some(true) {
+            let container = str_field(&role, "containerId").to_string();
+            let client_id = match client_ids.get(&container) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = kc.get_client(realm, &container).await?;
+                    let c = c.as_ref().map(|c| str_field(c, "clientId").to_string()).unwrap_or_default();
+                    client_ids.insert(container, c.clone());
+                    c
+                }
+            };
+            guard::is_admin_client_role(&client_id, name).then(|| format!("{client_id}/{name}"))
+        } else {
+            guard::is_admin_realm_role(name).then(|| name.to_string())
+        };
+        if let Some(admin) = admin {
+            return Err(EngineError::spec(
+                guard::NOT_ALLOWED,
+                field,
+                format!(
+                    "role {granted:?} includes {admin:?} through composite roles and so administers realm {realm}; granting it needs allowAdminRoleGrants: true on the KeycloakRealm"
+                ),
+            ));
+        }
+        if role.get("composite").and_then(Value::as_bool) == Some(true) && !id.is_empty() {
+            let members = kc.get(&[realm, "roles-by-id", &id, "composites"], &[], "role").await?;
+            for m in members.as_array().into_iter().flatten() {
+                queue.push((m.clone(), granted.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
 async fn realm_scope_ids(kc: &KeycloakAdmin, realm: &str) -> Result<BTreeMap<String, String>, Error> {
@@ -163,106 +255,36 @@ pub async fn service_account_user(
     realm: &str,
     client: &str,
     cached: &mut Option<String>,
-) -> Result<String, Error> {
+) -> Result<String, EngineError> {
     if let Some(u) = cached {
         return Ok(u.clone());
     }
     let v = kc.get(&[realm, "clients", client, "service-account-user"], &[], "service-account-user").await.map_err(|e| {
         if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::NotFound) {
-            user_error(
-                "serviceAccountRoles".into(),
-                "the client has no service account; set settings.serviceAccountsEnabled: true or remove serviceAccountRoles".into(),
+            EngineError::invalid(
+                "serviceAccountRoles",
+                "the client has no service account; set settings.serviceAccountsEnabled: true or remove serviceAccountRoles",
             )
         } else {
-            e
+            e.into()
         }
     })?;
-    let id = v.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| Error {
-        kind: ErrorKind::Protocol,
-        what: "service-account-user".into(),
-        detail: "no id in the answer".into(),
-    })?;
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::new(ErrorKind::Protocol, "service-account-user", "no id in the answer"))?;
     *cached = Some(id.clone());
     Ok(id)
 }
 
 /// Internal id of another client of the realm, by clientId.
-pub async fn target_client(kc: &KeycloakAdmin, realm: &str, client_id: &str) -> Result<String, Error> {
+pub async fn target_client(kc: &KeycloakAdmin, realm: &str, client_id: &str) -> Result<String, EngineError> {
     let found = kc.find_client(realm, client_id).await?;
     found.and_then(|c| c.get("id").and_then(Value::as_str).map(str::to_string)).ok_or_else(|| {
-        user_error(
-            format!("client {client_id:?}"),
-            format!(
-                "realm {realm} has no client {client_id:?}; create it or remove it from serviceAccountRoles.clientRoles"
-            ),
+        EngineError::invalid(
+            &format!("serviceAccountRoles.clientRoles.{client_id}"),
+            format!("realm {realm} has no client {client_id:?}; create it or remove it from the map"),
         )
     })
-}
-
-/// Make Keycloak keep the previous secret for `grace_secs` after a regeneration, for clients whose
-/// attribute `kco.dev/secret-grace` says so: a client profile with Keycloak's `secret-rotation`
-/// executor and a client policy that applies it by that attribute. Realm policies are replaced as a
-/// whole by Keycloak's API, so this reads, appends what is missing, and writes back; others' entries
-/// are kept.
-///
-/// The profile's expiration period must outlast kco's own rotation period (Keycloak refuses an
-/// expired secret), and creation time + period must stay inside Keycloak's 32-bit seconds: it is
-/// twice the rotation period plus the grace, at least 400 days, capped below 2038 with a year spare.
-pub async fn ensure_grace_policy(
-    kc: &KeycloakAdmin,
-    realm: &str,
-    grace_secs: i64,
-    period_secs: i64,
-    now_secs: i64,
-) -> Result<(), Error> {
-    let name = format!("kco-secret-grace-{grace_secs}-{period_secs}");
-    let cap = i64::from(i32::MAX) - now_secs - 365 * 86_400;
-    let expiry = (period_secs.saturating_mul(2).saturating_add(grace_secs)).max(400 * 86_400).min(cap).max(1);
-    let mut profiles = kc.get(&[realm, "client-policies", "profiles"], &[], "client-policy").await?;
-    if !named(&profiles["profiles"], &name) {
-        let profile = serde_json::json!({
-            "name": name,
-            "description": "kco: keep the previous client secret after a rotation (gracePeriod)",
-            "executors": [{"executor": "secret-rotation", "configuration": {
-                // Keycloak must not expire or rotate the secret by itself before kco does.
-                "expiration-period": expiry.to_string(),
-                "rotated-expiration-period": grace_secs.to_string(),
-                "remaining-rotation-period": "1"
-            }}]
-        });
-        push(&mut profiles, "profiles", profile);
-        kc.put(&[realm, "client-policies", "profiles"], &profiles, "client-policy").await?;
-    }
-    let mut policies = kc.get(&[realm, "client-policies", "policies"], &[], "client-policy").await?;
-    if !named(&policies["policies"], &name) {
-        let attributes = serde_json::json!([{"key": crate::desired::GRACE_ATTRIBUTE, "value": grace_secs.to_string()}]);
-        let policy = serde_json::json!({
-            "name": name,
-            "description": "kco: applies the matching secret-grace profile",
-            "enabled": true,
-            "conditions": [{"condition": "client-attributes", "configuration": {
-                "is_negative_logic": false,
-                // Keycloak wants this list as a JSON string.
-                "attributes": attributes.to_string()
-            }}],
-            "profiles": [name]
-        });
-        push(&mut policies, "policies", policy);
-        kc.put(&[realm, "client-policies", "policies"], &policies, "client-policy").await?;
-    }
-    Ok(())
-}
-
-fn named(list: &Value, name: &str) -> bool {
-    list.as_array().is_some_and(|a| a.iter().any(|p| p.get("name").and_then(Value::as_str) == Some(name)))
-}
-
-fn push(doc: &mut Value, key: &str, item: Value) {
-    if !doc.is_object() {
-        *doc = serde_json::json!({});
-    }
-    match doc.get_mut(key).and_then(Value::as_array_mut) {
-        Some(a) => a.push(item),
-        None => doc[key] = Value::Array(vec![item]),
-    }
 }

@@ -11,6 +11,8 @@ use kco_api::{
     AuthorizationSettings, AuthzPolicies, DecisionStrategy, KeycloakClientSpec, Logic, PolicyEnforcementMode,
 };
 use kco_keycloak::{Error, KeycloakAdmin};
+
+use crate::error::EngineError;
 use serde_json::{Map, Value, json};
 
 const AUTHZ: &str = "authorizationSettings";
@@ -864,30 +866,7 @@ pub async fn observe_authz(kc: &KeycloakAdmin, realm: &str, id: &str, client_id:
     Ok(ObservedAuthz::from_export(&v, client_id))
 }
 
-/// Why authorization could not be applied: realm objects that do not exist (or scripts that are not
-/// deployed), found before any authz write.
-#[derive(Debug)]
-pub enum AuthzError {
-    Missing { reason: &'static str, message: String },
-    Keycloak(Error),
-}
-
-impl From<Error> for AuthzError {
-    fn from(e: Error) -> Self {
-        AuthzError::Keycloak(e)
-    }
-}
-
-impl std::fmt::Display for AuthzError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthzError::Missing { message, .. } => f.write_str(message),
-            AuthzError::Keycloak(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-fn missing_error(client_id: &str, realm: &str, missing: &[PlanProblem]) -> AuthzError {
+fn missing_error(client_id: &str, realm: &str, missing: &[PlanProblem]) -> EngineError {
     let scripts = missing.iter().filter(|m| m.message.starts_with("deployed script")).count();
     let list: Vec<String> = missing.iter().map(ToString::to_string).collect();
     let mut message = format!(
@@ -908,7 +887,7 @@ fn missing_error(client_id: &str, realm: &str, missing: &[PlanProblem]) -> Authz
     } else {
         message.push_str("; create them in Keycloak or fix the spec.");
     }
-    AuthzError::Missing { reason, message }
+    EngineError::Spec { reason, message }
 }
 
 fn found(r: Result<Value, Error>) -> Result<bool, Error> {
@@ -974,7 +953,7 @@ pub async fn apply_authz(
     id: &str,
     client_id: &str,
     plan: &AuthzPlan,
-) -> Result<(), AuthzError> {
+) -> Result<(), EngineError> {
     let authz = [realm, "clients", id, "authz", "resource-server"];
     let mut missing = BTreeSet::new();
     let mut script_types: BTreeMap<String, String> = BTreeMap::new();
@@ -1083,7 +1062,7 @@ async fn id_of(
     kind: AuthzKind,
     name: &str,
     client_id: &str,
-) -> Result<String, AuthzError> {
+) -> Result<String, EngineError> {
     // Policies and permissions share one listing.
     let key = if kind == AuthzKind::Permission { AuthzKind::Policy } else { kind };
     if let std::collections::btree_map::Entry::Vacant(slot) = ids.entry(key) {
@@ -1116,7 +1095,7 @@ async fn id_of(
         }
         slot.insert(all);
     }
-    ids.get(&key).and_then(|m| m.get(name)).cloned().ok_or_else(|| AuthzError::Missing {
+    ids.get(&key).and_then(|m| m.get(name)).cloned().ok_or_else(|| EngineError::Spec {
         reason: "AuthorizationOutOfSync",
         message: format!(
             "authorization {} {name:?} is in Keycloak's export but not in its list; kco retries at the next resync",

@@ -68,8 +68,7 @@ impl DesiredMapper {
     }
 }
 
-/// Client attribute holding the rotation grace period in seconds (see `grace_policy` in apply).
-pub const GRACE_ATTRIBUTE: &str = "kco.dev/secret-grace";
+pub use crate::grace::GRACE_ATTRIBUTE;
 
 /// Name prefix of the audience mappers kco makes for `spec.audiences`.
 pub const AUDIENCE_MAPPER_PREFIX: &str = "kco-audience-";
@@ -175,8 +174,7 @@ impl DesiredClient {
             // Matched by kco's realm client policy, which makes Keycloak keep the previous secret that
             // long after a rotation; empty (no grace) matches no policy. Invalid values are refused by
             // validation before this runs.
-            let grace = rotation.grace_period.as_deref().and_then(|g| crate::schedule::parse_grace_period(g).ok());
-            a.insert(GRACE_ATTRIBUTE.into(), grace.map(|d| d.as_secs().to_string()).unwrap_or_default());
+            a.insert(GRACE_ATTRIBUTE.into(), grace_rule(rotation).unwrap_or_default());
         }
         Self {
             client_id: spec.client_id.clone(),
@@ -213,4 +211,12 @@ fn put_opt(f: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     if let Some(v) = v {
         f.insert(key.into(), v);
     }
+}
+
+/// The grace rule a rotation spec asks for (see [`crate::grace`]): its grace period and its rotation
+/// period (the default 90 days when the period does not parse; validation refuses that first).
+pub fn grace_rule(rotation: &kco_api::SecretRotation) -> Option<String> {
+    let grace = crate::schedule::parse_grace_period(rotation.grace_period.as_deref()?).ok()?;
+    let period = crate::schedule::parse_period(&rotation.rotation_period).map_or(90 * 86_400, |p| p.as_secs());
+    Some(crate::grace::rule_id(grace.as_secs(), period))
 }

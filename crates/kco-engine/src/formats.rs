@@ -110,24 +110,24 @@ fn placeholder_list() -> String {
 fn parse_template(t: &str) -> Result<Vec<Piece<'_>>, String> {
     let mut pieces = Vec::new();
     let mut rest = t;
-    while let Some(open) = rest.find("{{") {
-        if open > 0 {
-            pieces.push(Piece::Text(&rest[..open]));
+    while let Some((text, after_open)) = rest.split_once("{{") {
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
         }
-        let inner_and_rest = &rest[open + 2..];
-        let Some(close) = inner_and_rest.find("}}") else {
-            let fragment: String = rest[open..].chars().take(32).collect();
+        let Some((inner, after_close)) = after_open.split_once("}}") else {
+            let fragment: String = "{{".chars().chain(after_open.chars()).take(32).collect();
             return Err(format!(
                 "{fragment:?} opens a placeholder with {{{{ but never closes it with }}}}; write placeholders like {}",
                 braced("clientId")
             ));
         };
-        let name = inner_and_rest[..close].trim();
+        let name = inner.trim();
         let Some((_, p)) = PLACEHOLDERS.iter().find(|(n, _)| *n == name) else {
-            return Err(format!("unknown placeholder {}; use one of {}", braced(name), placeholder_list()));
+            let shown: String = name.chars().take(64).collect();
+            return Err(format!("unknown placeholder {}; use one of {}", braced(&shown), placeholder_list()));
         };
         pieces.push(Piece::Value(*p));
-        rest = &inner_and_rest[close + 2..];
+        rest = after_close;
     }
     if !rest.is_empty() {
         pieces.push(Piece::Text(rest));
@@ -142,7 +142,8 @@ fn check_data_key(key: &str) -> Result<(), String> {
         return Err(format!("a key name must not be empty; {fix}"));
     }
     if key.len() > 253 {
-        return Err(format!("key name {:?}… is {} characters long; {fix}", &key[..32.min(key.len())], key.len()));
+        let head: String = key.chars().take(32).collect();
+        return Err(format!("key name {head:?}… is {} bytes long; {fix}", key.len()));
     }
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
         return Err(format!("{key:?} is not a valid Secret data key; {fix}"));

@@ -22,6 +22,20 @@ const ADMIN_CLIENT_ROLES: &[&str] = &[
     "create-client",
 ];
 
+/// Status reason when a spec asks for more than its realm allows.
+pub const NOT_ALLOWED: &str = "NotAllowed";
+
+/// Whether realm role `name` administers the realm.
+pub fn is_admin_realm_role(name: &str) -> bool {
+    ADMIN_REALM_ROLES.contains(&name)
+}
+
+/// Whether role `role` of client `client_id` administers a realm: the admin roles of
+/// `realm-management`, or of the master realm's `<realm>-realm` clients.
+pub fn is_admin_client_role(client_id: &str, role: &str) -> bool {
+    (client_id == "realm-management" || client_id.ends_with("-realm")) && ADMIN_CLIENT_ROLES.contains(&role)
+}
+
 /// Mapper types that run scripts inside Keycloak.
 fn is_script_mapper(kind: &str) -> bool {
     kind.starts_with("script-") || kind.contains("javascript") || kind == "oidc-script-based-protocol-mapper"
@@ -58,7 +72,7 @@ pub fn check_against_realm(spec: &KeycloakClientSpec, realm: &KeycloakRealmSpec)
         && let Some(sa) = &spec.service_account_roles
     {
         for (i, role) in sa.realm_roles.iter().flatten().enumerate() {
-            if ADMIN_REALM_ROLES.contains(&role.as_str()) {
+            if is_admin_realm_role(role) {
                 errs.push(ValidationError::new(
                     format!("serviceAccountRoles.realmRoles[{i}]"),
                     format!(
@@ -69,9 +83,8 @@ pub fn check_against_realm(spec: &KeycloakClientSpec, realm: &KeycloakRealmSpec)
             }
         }
         for (client, roles) in sa.client_roles.iter().flatten() {
-            let admin_client = client == "realm-management" || client.ends_with("-realm");
             for role in roles {
-                if admin_client && ADMIN_CLIENT_ROLES.contains(&role.as_str()) {
+                if is_admin_client_role(client, role) {
                     errs.push(ValidationError::new(
                         format!("serviceAccountRoles.clientRoles.{client}"),
                         format!(

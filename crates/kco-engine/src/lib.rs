@@ -4,7 +4,9 @@
 pub mod apply;
 pub mod authz;
 pub mod desired;
+pub mod error;
 pub mod formats;
+pub mod grace;
 pub mod guard;
 pub mod observe;
 pub mod plan;
@@ -14,6 +16,7 @@ pub mod validate;
 
 pub use apply::{ApplyOutcome, apply_plan};
 pub use desired::{DesiredClient, Owner};
+pub use error::EngineError;
 pub use observe::observe_client;
 pub use plan::{ClientOperation, ClientPlan, ObservedClient, plan_client};
 pub use validate::{ValidationError, validate_client};

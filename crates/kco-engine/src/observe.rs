@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use kco_keycloak::{Error, KeycloakAdmin};
+use kco_keycloak::KeycloakAdmin;
 use serde_json::Value;
 
 use crate::apply::{service_account_user, target_client};
 use crate::desired::DesiredClient;
+use crate::error::EngineError;
 use crate::plan::ObservedClient;
 
 /// Complete `representation` (from `GET /clients/{id}`) with the role state `desired` manages.
@@ -16,7 +17,7 @@ pub async fn observe_client(
     realm: &str,
     desired: &DesiredClient,
     representation: Value,
-) -> Result<ObservedClient, Error> {
+) -> Result<ObservedClient, EngineError> {
     let id = representation.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut representation = representation;
     let secret = representation

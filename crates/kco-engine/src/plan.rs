@@ -230,12 +230,13 @@ fn plan_mappers(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientO
                     ops.push(ClientOperation::DeleteMapper { id, name: want.name.clone() });
                     ops.push(ClientOperation::CreateMapper(want.representation()));
                 } else if !same_config {
-                    let mut rep = (*m).clone();
+                    let mut rep = m.as_object().cloned().unwrap_or_default();
                     let mut merged = config.cloned().unwrap_or_default();
                     for (k, v) in &want.config {
                         merged.insert(k.clone(), json!(v));
                     }
-                    rep["config"] = Value::Object(merged);
+                    rep.insert("config".into(), Value::Object(merged));
+                    let rep = Value::Object(rep);
                     ops.push(ClientOperation::UpdateMapper { id, representation: rep });
                 }
             }

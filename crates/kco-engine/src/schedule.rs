@@ -58,7 +58,7 @@ fn parse_duration(field: &'static str, s: &str, example: &str) -> Result<SignedD
     let Some((unit_at, unit)) = s.char_indices().last() else {
         return Err(not_a_duration());
     };
-    let number = &s[..unit_at];
+    let number = s.get(..unit_at).unwrap_or_default();
     if unit.is_ascii_digit() && s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ScheduleError::new(field, format!("{s:?} has no unit; {fix}")));
     }
@@ -98,12 +98,14 @@ pub fn parse_rotation_time(s: &str) -> Result<Time, ScheduleError> {
             format!("{s:?} is not a time of day; use HH:MM with hours 00-23 and minutes 00-59, like 02:00"),
         )
     };
-    let b = s.as_bytes();
-    if b.len() != 5 || b[2] != b':' || ![b[0], b[1], b[3], b[4]].iter().all(u8::is_ascii_digit) {
+    let [h1, h2, b':', m1, m2] = *s.as_bytes() else {
+        return Err(err());
+    };
+    if ![h1, h2, m1, m2].iter().all(u8::is_ascii_digit) {
         return Err(err());
     }
-    let hour = (b[0] - b'0') * 10 + (b[1] - b'0');
-    let minute = (b[3] - b'0') * 10 + (b[4] - b'0');
+    let hour = (h1 - b'0') * 10 + (h2 - b'0');
+    let minute = (m1 - b'0') * 10 + (m2 - b'0');
     if hour > 23 || minute > 59 {
         return Err(err());
     }

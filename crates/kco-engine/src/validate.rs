@@ -775,8 +775,9 @@ fn scheme_of(uri: &str) -> Option<&str> {
 
 /// The authority of a `scheme://authority/...` URI.
 fn authority_of(uri: &str) -> Option<&str> {
-    let scheme = scheme_of(uri)?;
-    let rest = uri[scheme.len() + 1..].strip_prefix("//")?;
+    scheme_of(uri)?;
+    let (_, rest) = uri.split_once(':')?;
+    let rest = rest.strip_prefix("//")?;
     Some(rest.split(['/', '?', '#']).next().unwrap_or_default())
 }
 

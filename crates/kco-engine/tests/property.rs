@@ -6,7 +6,7 @@
 //!   validation error names a `spec.` field;
 //! - arbitrary JSON and text never make the spec parser panic;
 //! - specs built only from valid parts are accepted by validation, and a plan for them creates the client.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::collections::BTreeMap;
 

@@ -136,14 +136,15 @@ impl KeycloakAdmin {
         let what = "obtain admin token".to_string();
         let resp = self.http.post(url).form(&form).send().await.map_err(|e| transport(what.clone(), &e))?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp.text().await.map_err(|e| transport(what.clone(), &e))?;
         if !status.is_success() {
             // The token endpoint answers 400/401 invalid_grant for bad credentials: report as 401.
             let code = if status == StatusCode::BAD_REQUEST { 401 } else { status.as_u16() };
-            return Err(Error::from_status(code, what, &body));
+            return Err(Error::from_status(code, what, &body).with_retry_after(retry_after(&headers)));
         }
         let v: Value =
-            serde_json::from_str(&body).map_err(|e| Error::new(ErrorKind::Protocol, what.clone(), e.to_string()))?;
+            serde_json::from_str(&body).map_err(|e| Error::new(ErrorKind::Decode, what.clone(), e.to_string()))?;
         let token = v
             .get("access_token")
             .and_then(Value::as_str)
@@ -201,7 +202,7 @@ impl KeycloakAdmin {
             let headers = resp.headers().clone();
             let text = resp.text().await.map_err(|e| transport(what.clone(), &e))?;
             if !status.is_success() {
-                return Err(Error::from_status(status.as_u16(), what, &text));
+                return Err(Error::from_status(status.as_u16(), what, &text).with_retry_after(retry_after(&headers)));
             }
             return Ok((status, headers, text));
         }
@@ -212,7 +213,7 @@ impl KeycloakAdmin {
         if text.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Protocol, format!("GET {kind}"), e.to_string()))
+        serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Decode, format!("GET {kind}"), e.to_string()))
     }
 
     /// POST; returns the id at the end of the `Location` header when Keycloak sends one, else the body.
@@ -300,21 +301,22 @@ impl KeycloakAdmin {
 
     /// Set the client's secret to `secret` (GET → merge → PUT: nothing else on the client changes).
     pub async fn set_client_secret(&self, realm: &str, id: &str, secret: &SecretString) -> Result<(), Error> {
-        let mut rep = self.get(&[realm, "clients", id], &[], "client").await?;
-        rep["secret"] = Value::String(secret.expose_secret().to_string());
-        if let Some(o) = rep.as_object_mut() {
-            for k in ["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings"] {
-                o.remove(k);
-            }
+        let rep = self.get(&[realm, "clients", id], &[], "client").await?;
+        let Value::Object(mut rep) = rep else {
+            return Err(Error::new(ErrorKind::Protocol, "read client", "the answer is not a client representation"));
+        };
+        rep.insert("secret".into(), Value::String(secret.expose_secret().to_string()));
+        for k in PUT_STRIP {
+            rep.remove(*k);
         }
-        self.put(&[realm, "clients", id], &rep, "client").await
+        self.put(&[realm, "clients", id], &Value::Object(rep), "client").await
     }
 
     /// Keycloak's version, from the master realm's server info.
     pub async fn server_version(&self) -> Result<String, Error> {
         let (_, _, text) = self.request(Method::GET, &["admin", "serverinfo"], &[], None, "serverinfo").await?;
         let v: Value =
-            serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Protocol, "server info", e.to_string()))?;
+            serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Decode, "server info", e.to_string()))?;
         Ok(v.pointer("/systemInfo/version").and_then(Value::as_str).unwrap_or("unknown").to_string())
     }
 }
@@ -331,6 +333,16 @@ fn secret_value(v: &Value) -> Result<SecretString, Error> {
         .ok_or_else(|| Error::new(ErrorKind::Protocol, "read client secret", "no value in the answer"))
 }
 
+/// Fields of a client representation that a `PUT /clients/{id}` must not carry: Keycloak manages
+/// them through their own endpoints (scopes, mappers, authorization) or ignores them, and sending what
+/// was read back could undo a change made in between. One list for every PUT kco makes.
+pub const PUT_STRIP: &[&str] =
+    &["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings", "access"];
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<&str> {
+    headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok())
+}
+
 fn transport(what: String, e: &reqwest::Error) -> Error {
     // reqwest's Display can include the URL but never a body or header, so it carries no credential.
     let mut detail = e.to_string();
@@ -340,5 +352,7 @@ fn transport(what: String, e: &reqwest::Error) -> Error {
         detail.push_str(&s.to_string());
         src = s.source();
     }
-    Error::new(ErrorKind::Unreachable, what, detail)
+    // A body that arrived but could not be read is a bad answer, not a missing one.
+    let kind = if e.is_decode() || e.is_body() { ErrorKind::Decode } else { ErrorKind::Unreachable };
+    Error::new(kind, what, detail)
 }

@@ -1,7 +1,7 @@
 //! Helpers for integration tests against the real environment of `dev/testenv`: a kube client, the
 //! Keycloak admin API, fresh namespaces, the operator as a child process, and token checks.
 //! Nothing here fakes Keycloak or Kubernetes; when the environment is missing, tests fail loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -309,6 +309,25 @@ impl Operator {
 
     /// As [`Operator::start`], with extra environment variables.
     pub async fn start_with_env(bin: &str, ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Operator {
+        let op = Self::launch(bin, ns, args, envs);
+        let ready = op.metrics_url.replace("/metrics", "/readyz");
+        wait_for("operator /readyz", Duration::from_secs(30), || async {
+            let r = op.http.get(&ready).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        op
+    }
+
+    /// The HTTP status of one of the operator's endpoints (`/healthz`, `/readyz`), `None` while it
+    /// does not answer.
+    pub async fn probe(&self, path: &str) -> Option<u16> {
+        let url = self.metrics_url.replace("/metrics", path);
+        Some(self.http.get(&url).send().await.ok()?.status().as_u16())
+    }
+
+    /// Start the operator without waiting for anything.
+    pub fn launch(bin: &str, ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.testenv/logs/operator");
         std::fs::create_dir_all(&dir).unwrap();
@@ -325,14 +344,7 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let op = Operator { child, metrics_url: format!("http://{addr}/metrics"), log, http: reqwest::Client::new() };
-        let ready = format!("http://{addr}/readyz");
-        wait_for("operator /readyz", Duration::from_secs(30), || async {
-            let r = op.http.get(&ready).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
-        op
+        Operator { child, metrics_url: format!("http://{addr}/metrics"), log, http: reqwest::Client::new() }
     }
 
     /// Sum of a counter over the series whose labels include all of `labels`.

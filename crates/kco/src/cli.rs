@@ -27,7 +27,13 @@ pub fn validate_files(files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
             serde_saphyr::from_multiple(&text).map_err(|e| anyhow::anyhow!("{}: not YAML: {e}", file.display()))?;
         for doc in docs.iter().filter(|d| d.get("kind").and_then(|k| k.as_str()) == Some("KeycloakClient")) {
             let name = doc.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("(unnamed)");
-            let errors = validate_manifest(doc);
+            // A panic in the rules is kco's bug: this manifest is reported, the rest are still checked.
+            let errors = std::panic::catch_unwind(|| validate_manifest(doc)).unwrap_or_else(|p| {
+                vec![format!(
+                    "kco hit an internal error checking this manifest ({}); this is a bug in kco, please report it",
+                    crate::panic_message(p.as_ref())
+                )]
+            });
             if errors.is_empty() {
                 writeln!(out, "{}: KeycloakClient {name}: valid", file.display())?;
             } else {

@@ -32,6 +32,13 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     // kube and reqwest both use rustls: make aws-lc-rs the one process-wide provider before either starts.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // A panic is a bug in kco: one line, no backtrace. The operator catches it per reconcile (the
+    // object fails, the process goes on); the CLI catches it per manifest.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let message: String = info.payload_as_str().unwrap_or("panic without a message").chars().take(300).collect();
+        eprintln!("kco: internal error{at}: {message}; this is a bug in kco, please report it");
+    }));
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
@@ -57,4 +64,18 @@ fn init_tracing(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// A panic's message, shortened to 300 characters (it may quote the object's own strings).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic without a message".to_string());
+    let mut short: String = text.chars().take(300).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
 }

@@ -1,6 +1,6 @@
 //! The CLI front: `kco validate` applies the operator's rules to files, so a mistake is caught before
 //! `kubectl apply`. No cluster needed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::path::Path;
 use std::process::Command;

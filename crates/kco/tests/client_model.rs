@@ -1,6 +1,6 @@
 //! The client model against the real Keycloak and kube-apiserver: the reference's examples, drift,
 //! audiences, ownership conflicts, tenancy grants, orphaning, and deletion while Keycloak is down.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::time::{Duration, Instant};
 

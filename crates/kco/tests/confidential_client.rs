@@ -1,7 +1,7 @@
 //! The seed how-to's confidential client, end to end against the real Keycloak and kube-apiserver:
 //! created in Keycloak, credentials in a Secret that really gets a token, status, no-op resync,
 //! deletion.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::time::Duration;
 

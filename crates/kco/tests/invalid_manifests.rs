@@ -13,7 +13,7 @@
 //!
 //! And, without a cluster: the Rust validation (what the CLI and the operator share) refuses every
 //! manifest of the corpus too, so no rule lives only in the CRD.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! One KeycloakClient stored in a shape kco cannot read (written while the CRD was looser, as after a
 //! schema change) must not delay a valid one beside it. Its own binary: it swaps the CRD for a moment.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::time::{Duration, Instant};
 

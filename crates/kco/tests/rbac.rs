@@ -1,6 +1,6 @@
 //! deploy/rbac.yaml is enough: the operator, running as ServiceAccount kco-system/kco with exactly
 //! that ClusterRole (the apiserver enforces RBAC), brings a confidential client to Ready.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Credentials stay secret: with every log at trace level, a workload that creates, rotates,
 //! regenerates and copies secrets leaves no secret value in the operator's log, in any Event, or in
 //! any status. The test greps for every value it saw.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Authorization Services of one reconciled client: observe (one read of the export) → plan → apply,
 //! with the engine's errors turned into reconcile errors that say what to fix.
 
-use kco_engine::authz::{AuthzError, DesiredAuthz, apply_authz, observe_authz, plan_authz, plan_problem_reason};
+use kco_engine::authz::{DesiredAuthz, apply_authz, observe_authz, plan_authz, plan_problem_reason};
 use kco_keycloak::KeycloakAdmin;
 
 use super::ReconcileError;
@@ -31,9 +31,6 @@ pub async fn sync_authz(
         return Ok(Vec::new());
     }
     tracing::info!(client = %client_id, realm = %realm, operations = plan.operations.len(), "applying authorization plan");
-    apply_authz(admin, realm, id, client_id, &plan).await.map_err(|e| match e {
-        AuthzError::Missing { reason, message } => ReconcileError::blocked(reason, message),
-        AuthzError::Keycloak(e) => e.into(),
-    })?;
+    apply_authz(admin, realm, id, client_id, &plan).await?;
     Ok(plan.changed_fields())
 }

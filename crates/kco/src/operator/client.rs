@@ -1,6 +1,7 @@
 //! Reconcile of one KeycloakClient: apply (read → validate → plan → apply → Secret → status) and
 //! cleanup (delete the Keycloak client unless told to orphan it).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kco_api::{
@@ -8,6 +9,7 @@ use kco_api::{
     Phase,
 };
 use kco_engine::formats::render_additional;
+use kco_engine::grace::GRACE_ATTRIBUTE;
 use kco_engine::plan::{Ownership, ownership};
 use kco_engine::secret::{Credentials, render_credentials};
 use kco_engine::{DesiredClient, Owner, apply_plan, observe_client, plan_client, validate_client};
@@ -27,6 +29,19 @@ use super::status::write_status;
 use super::{Context, ReconcileError, backoff};
 
 pub async fn reconcile(
+    guarded: Arc<GuardedClient>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
+    let key = format!("{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
+    match super::catch_panic(&key, reconcile_object(guarded.clone(), ctx.clone())).await {
+        Ok(result) => result,
+        Err(panic) => {
+            internal_error(&guarded, &panic, &ctx).await.map_err(kube::runtime::finalizer::Error::ApplyFailed)
+        }
+    }
+}
+
+async fn reconcile_object(
     guarded: Arc<GuardedClient>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
@@ -78,6 +93,28 @@ async fn malformed(obj: &GuardedClient, why: &str, ctx: &Context) -> Result<Acti
     Ok(Action::await_change())
 }
 
+/// A reconcile that panicked (a bug in kco): only this object fails, with a status that asks for a
+/// bug report; the operator keeps serving every other object. Retried at resync or on change.
+async fn internal_error(obj: &GuardedClient, panic: &str, ctx: &Context) -> Result<Action, ReconcileError> {
+    ctx.reconciles.get_or_create(&ResultLabel { result: "panic".into() }).inc();
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let message = format!(
+        "kco hit an internal error while reconciling KeycloakClient {ns}/{name}: {panic}. This is a bug in kco, not in \
+         your object: please report it with this message and the operator log. kco retries when the object \
+         changes and at each resync; other objects are not affected"
+    );
+    let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
+    // A merge patch: the typed status may be what broke.
+    let status = serde_json::json!({
+        "status": {"phase": "Failed", "reason": "InternalError", "message": message,
+                   "observedGeneration": obj.meta().generation}
+    });
+    api.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await?;
+    ctx.count_write("status");
+    Ok(Action::requeue(ctx.resync))
+}
+
 pub fn error_policy(
     kc: Arc<GuardedClient>,
     err: &kube::runtime::finalizer::Error<ReconcileError>,
@@ -92,8 +129,18 @@ pub fn error_policy(
         }
         Err(_) => 1,
     };
-    tracing::warn!(object = %key, failures = n, error = %err, "reconcile failed; will retry");
-    backoff(n)
+    let asked = match err {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+            e.retry_after()
+        }
+        _ => None,
+    };
+    tracing::warn!(object = %key, failures = n, error = %err, retry_after = ?asked, "reconcile failed; will retry");
+    // Keycloak's Retry-After wins over kco's own backoff: it knows when it can take more.
+    match asked {
+        Some(d) => Action::requeue(d.max(std::time::Duration::from_secs(1))),
+        None => backoff(n),
+    }
 }
 
 /// The facts status is built from; filled in as the reconcile learns them.
@@ -227,7 +274,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
     let over_reach = kco_engine::guard::check_against_realm(&kc.spec, &realm.spec);
     if !over_reach.is_empty() {
         let list: Vec<String> = over_reach.iter().map(ToString::to_string).collect();
-        return Err(ReconcileError::blocked("NotAllowed", list.join("; ")));
+        return Err(ReconcileError::blocked(kco_engine::guard::NOT_ALLOWED, list.join("; ")));
     }
     let (instance, admin) = instance_for_realm(ctx, &realm).await?;
     let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
@@ -260,7 +307,13 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
         None => None,
     };
     let plan = plan_client(&desired, observed.as_ref());
-    let outcome = apply_plan(&admin, &realm_name, &plan, existing_id.as_deref()).await?;
+    let outcome =
+        apply_plan(&admin, &realm_name, &plan, existing_id.as_deref(), realm.spec.allow_admin_role_grants).await?;
+    // A grace rule the client no longer follows may have been its realm's last user of that rule.
+    let had_rule = observed.as_ref().and_then(|o| o.representation.pointer("/attributes")).and_then(grace_rule_of);
+    if had_rule.is_some() && had_rule.as_deref() != desired.attributes.get(GRACE_ATTRIBUTE).map(String::as_str) {
+        remove_unused_grace_rules(ctx, &admin, &realm).await?;
+    }
     seen.internal_id = Some(outcome.internal_id.clone());
     seen.roles = desired.client_roles.clone();
     seen.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
@@ -445,8 +498,60 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, Reconcile
     {
         admin.delete_client(realm_name, id).await?;
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, "deleted Keycloak client");
+        if c.get("attributes").and_then(grace_rule_of).is_some() {
+            remove_unused_grace_rules(ctx, &admin, &realm).await?;
+        }
     }
     Ok(Action::await_change())
+}
+
+/// The grace rule recorded on a Keycloak client's attributes (non-empty), if any.
+fn grace_rule_of(attributes: &Value) -> Option<String> {
+    attributes.get(GRACE_ATTRIBUTE).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// Drop the realm's grace policies no KeycloakClient asks for any more (under the realm's lock, like
+/// their creation, so this operator never removes a rule it is adding). Only when this operator sees
+/// every namespace the KeycloakRealm grants: otherwise a client it cannot see may need the rule.
+async fn remove_unused_grace_rules(
+    ctx: &Context,
+    admin: &KeycloakAdmin,
+    realm: &KeycloakRealm,
+) -> Result<(), ReconcileError> {
+    let name = &realm.spec.realm_name;
+    let Some(in_use) = grace_rules_in_use(ctx, realm) else {
+        tracing::debug!(realm = %name, "not every granted namespace is watched here; unused grace policies stay");
+        return Ok(());
+    };
+    let lock = ctx.realm_lock(&format!("{}/{name}", admin.base_url()));
+    let _held = lock.lock().await;
+    let removed = kco_engine::grace::remove_unused_grace_policies(admin, name, &in_use).await?;
+    if !removed.is_empty() {
+        tracing::info!(realm = %name, policies = ?removed, "removed client policies no client uses any more");
+    }
+    Ok(())
+}
+
+/// The grace rules of every KeycloakClient that is or may be in `realm` (status not yet written
+/// counts as maybe), leaving out objects being deleted; `None` when this operator does not watch every
+/// namespace the realm grants.
+fn grace_rules_in_use(ctx: &Context, realm: &KeycloakRealm) -> Option<BTreeSet<String>> {
+    let store = ctx.clients.get()?;
+    if let Some(ns) = &ctx.watched_namespace
+        && realm.spec.client_authorization_grants.iter().any(|g| g != ns)
+    {
+        return None;
+    }
+    let name = &realm.spec.realm_name;
+    let rules = store
+        .state()
+        .iter()
+        .filter(|c| c.meta().deletion_timestamp.is_none())
+        .filter_map(|c| c.parsed.as_ref().ok())
+        .filter(|c| c.status.as_ref().and_then(|s| s.realm.as_deref()).is_none_or(|r| r == name))
+        .filter_map(|c| c.spec.secret_rotation.as_ref().and_then(kco_engine::desired::grace_rule))
+        .collect();
+    Some(rules)
 }
 
 async fn publish(ctx: &Context, kc: &KeycloakClient, type_: EventType, reason: &str, note: String) {

@@ -35,12 +35,16 @@ pub struct Context {
     pub instances: Mutex<HashMap<String, (u64, Arc<KeycloakAdmin>)>>,
     /// Consecutive failures per KeycloakClient, for backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// Every KeycloakClient this operator watches (set once the controller exists).
+    pub clients: std::sync::OnceLock<kube::runtime::reflector::Store<super::GuardedClient>>,
+    /// The one namespace this operator watches; `None`: all of them.
+    pub watched_namespace: Option<String>,
     /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
     realm_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Context {
-    pub fn new(kube: Client, resync: Duration, registry: &mut Registry) -> Self {
+    pub fn new(kube: Client, resync: Duration, watched_namespace: Option<String>, registry: &mut Registry) -> Self {
         let keycloak_metrics = RequestMetrics::default();
         keycloak_metrics.register(registry);
         let kube_writes = Family::<KindLabel, Counter>::default();
@@ -62,6 +66,8 @@ impl Context {
             instances: Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
             realm_locks: std::sync::Mutex::new(HashMap::new()),
+            clients: std::sync::OnceLock::new(),
+            watched_namespace,
         }
     }
 
@@ -87,11 +93,31 @@ pub enum ReconcileError {
     Blocked { reason: &'static str, message: String },
     #[error("Keycloak: {0}")]
     Keycloak(#[from] kco_keycloak::Error),
+    /// The operator itself failed (a bug): reported as InternalError, never retried in a loop.
+    #[error("{0}")]
+    Internal(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
 
+impl From<kco_engine::EngineError> for ReconcileError {
+    fn from(e: kco_engine::EngineError) -> Self {
+        match e {
+            kco_engine::EngineError::Keycloak(e) => ReconcileError::Keycloak(e),
+            kco_engine::EngineError::Spec { reason, message } => ReconcileError::Blocked { reason, message },
+        }
+    }
+}
+
 impl ReconcileError {
+    /// How long Keycloak asked to wait before the next try, when it said so.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ReconcileError::Keycloak(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
     pub fn blocked(reason: &'static str, message: impl Into<String>) -> Self {
         Self::Blocked { reason, message: message.into() }
     }
@@ -102,13 +128,14 @@ impl ReconcileError {
             ReconcileError::Blocked { reason, .. } => reason,
             ReconcileError::Keycloak(e) => e.kind.category(),
             ReconcileError::Kube(_) => "KubernetesError",
+            ReconcileError::Internal(_) => "InternalError",
         }
     }
 
     /// Whether retrying without any change can help.
     pub fn is_transient(&self) -> bool {
         match self {
-            ReconcileError::Blocked { .. } => false,
+            ReconcileError::Blocked { .. } | ReconcileError::Internal(_) => false,
             ReconcileError::Keycloak(e) => e.kind.is_transient(),
             // Refusals (bad request, forbidden, invalid) need a fix; the rest (conflicts, timeouts,
             // server errors) pass on their own.

@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kco_api::KeycloakClient;
-use kco_engine::apply::ensure_grace_policy;
+use kco_engine::grace::ensure_grace_policy;
 use kco_engine::schedule::{next_rotation_at, parse_grace_period, parse_period, rotation_due};
 use kco_keycloak::KeycloakAdmin;
 use kube::{Api, ResourceExt};
@@ -114,7 +114,8 @@ pub async fn client_secret(
         if out.secret.is_none() && rotation_due(last, object_created, rotation, now).map_err(invalid)? {
             out.secret = Some(regenerate().await?);
             // Fault injection for the crash-safety test: die after Keycloak rotated, before any Secret
-            // or status write. Never set in production.
+            // or status write. Compiled only with the test-only `fault-injection` feature.
+            #[cfg(feature = "fault-injection")]
             if std::env::var_os("KCO_FAULT_EXIT_AFTER_ROTATION").is_some() {
                 tracing::warn!("KCO_FAULT_EXIT_AFTER_ROTATION is set: exiting right after a rotation");
                 std::process::exit(75);

@@ -39,8 +39,8 @@ impl<'de> Deserialize<'de> for GuardedClient {
 impl Serialize for GuardedClient {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut raw = self.raw.clone();
-        if let Ok(meta) = serde_json::to_value(&self.metadata) {
-            raw["metadata"] = meta;
+        if let (Some(obj), Ok(meta)) = (raw.as_object_mut(), serde_json::to_value(&self.metadata)) {
+            obj.insert("metadata".into(), meta);
         }
         raw.serialize(s)
     }

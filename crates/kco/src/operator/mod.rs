@@ -15,16 +15,16 @@ mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kco_api::{GROUP, KeycloakClient, KeycloakInstance, KeycloakRealm};
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 
@@ -67,30 +67,53 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     check_crds_installed(&client).await?;
     let mut registry = Registry::default();
-    let ctx = Arc::new(Context::new(client.clone(), args.resync, &mut registry));
+    let ctx = Arc::new(Context::new(client.clone(), args.resync, args.namespace.clone(), &mut registry));
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
+    #[cfg(feature = "fault-injection")]
+    if let Some(delay) = std::env::var("KCO_FAULT_DELAY_WATCH_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        // Test hook: hold the watches back, to show /readyz waits for them.
+        tracing::warn!(delay_ms = delay, "KCO_FAULT_DELAY_WATCH_MS is set: delaying the watches");
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
 
     let ns = args.namespace.as_deref();
     tracing::info!(namespace = ns.unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
-    let instance_controller = Controller::new(scoped::<KeycloakInstance>(&client, ns), watcher::Config::default())
+    // Ready once every watch has listed what exists: before that, a probe would route work (or a
+    // rollout) to an operator that does not know the objects yet.
+    let synced = Synced { ready, count: Arc::new(AtomicUsize::new(0)), of: 3 };
+    let instance_controller = synced_controller(scoped::<KeycloakInstance>(&client, ns), synced.clone())
         .shutdown_on_signal()
-        .run(instance::reconcile, instance::error_policy, ctx.clone())
+        .run(
+            |o, c| async move {
+                let key = format!("KeycloakInstance {}/{}", o.namespace().unwrap_or_default(), o.name_any());
+                catch_panic(&key, instance::reconcile(o, c)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
+            },
+            instance::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
-    let realm_controller = Controller::new(scoped::<KeycloakRealm>(&client, ns), watcher::Config::default())
+    let realm_controller = synced_controller(scoped::<KeycloakRealm>(&client, ns), synced.clone())
         .shutdown_on_signal()
-        .run(realm::reconcile, realm::error_policy, ctx.clone())
+        .run(
+            |o, c| async move {
+                let key = format!("KeycloakRealm {}/{}", o.namespace().unwrap_or_default(), o.name_any());
+                catch_panic(&key, realm::reconcile(o, c)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
+            },
+            realm::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let (clients, realms, secrets) = (
         scoped::<GuardedClient>(&client, ns),
         scoped::<KeycloakRealm>(&client, ns),
         scoped::<PartialObjectMeta<Secret>>(&client, ns),
     );
-    let controller = Controller::new(clients, watcher::Config::default());
+    let controller = synced_controller(clients, synced);
     let store = controller.store();
-    ready.store(true, Ordering::Relaxed);
+    let _ = ctx.clients.set(store.clone());
     let secret_store = store.clone();
-    let instance_store = store.clone();
+    let all_clients = store.clone();
     let client_controller = controller
         // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
         // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
@@ -133,7 +156,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // re-reconciles every client: which realms use the instance is not indexed, and such changes
         // are rare. A Keycloak that comes back is thus noticed at once instead of at the next backoff.
         .watches(scoped::<KeycloakInstance>(&client, ns), watcher::Config::default(), move |_: KeycloakInstance| {
-            instance_store.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
+            all_clients.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
         })
         .shutdown_on_signal()
         .run(client::reconcile, client::error_policy, ctx)
@@ -147,6 +170,49 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     http.abort();
     tracing::info!("kco operator stopped");
     Ok(())
+}
+
+/// Run one reconcile so that a panic in it fails that object instead of the process: the panic's
+/// message comes back as `Err` (shortened; it never holds a credential, which kco never slices or
+/// indexes), and is logged once with the object.
+pub async fn catch_panic<T>(object: &str, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(fut).catch_unwind().await.map_err(|panic| {
+        let message = crate::panic_message(panic.as_ref());
+        tracing::error!(object, panic = %message, "reconcile panicked; this object fails, the operator goes on");
+        message
+    })
+}
+
+/// Counts the watches whose initial list is in; `ready` turns true when all `of` are.
+#[derive(Clone)]
+struct Synced {
+    ready: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+    of: usize,
+}
+
+/// A Controller over `api` whose watch also reports to `synced` when its initial list is complete.
+/// (kube's `Store::wait_until_ready` wakes only one waiter, and the Controller is already one.)
+fn synced_controller<K>(api: Api<K>, synced: Synced) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let mut listed = false;
+    let stream = watcher(api, watcher::Config::default())
+        .inspect_ok(move |event| {
+            if !listed && matches!(event, watcher::Event::InitDone) {
+                listed = true;
+                if synced.count.fetch_add(1, Ordering::SeqCst) + 1 == synced.of {
+                    tracing::info!("initial lists synced; ready");
+                    synced.ready.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(stream, reader)
 }
 
 /// An Api over one namespace, or all of them.

@@ -292,8 +292,8 @@ fn merge(desired: &DesiredClient, observed: &Value) -> Value {
         attrs.insert(k.clone(), json!(v));
     }
     rep.insert("attributes".into(), Value::Object(attrs));
-    for k in ["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings", "access"] {
-        rep.remove(k);
+    for k in kco_keycloak::PUT_STRIP {
+        rep.remove(*k);
     }
     Value::Object(rep)
 }

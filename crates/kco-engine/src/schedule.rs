@@ -40,6 +40,12 @@ pub fn parse_grace_period(s: &str) -> Result<SignedDuration, ScheduleError> {
     parse_duration(GRACE_PERIOD, s, "like 1h or 30m")
 }
 
+/// An interval outside a spec (the operator's `--resync`), in the same grammar as `rotationPeriod`:
+/// one parser for every duration kco reads.
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration("interval", s, "like 30s or 5m").map(|d| d.unsigned_abs()).map_err(|e| e.message)
+}
+
 fn parse_duration(field: &'static str, s: &str, example: &str) -> Result<SignedDuration, ScheduleError> {
     let fix = format!("use a number and a unit s, m, h or d, {example}");
     let not_a_duration = || ScheduleError::new(field, format!("{s:?} is not a duration; {fix}"));

@@ -655,11 +655,16 @@ async fn drift_in_authorization_objects_is_reverted_with_an_event() {
         ok.then_some(())
     })
     .await;
-    let events = event_notes(&env, &ns, "api").await;
-    let drift: Vec<&String> = events.iter().filter(|(r, _)| r == "DriftReverted").map(|(_, n)| n).collect();
-    for field in ["authorizationSettings.policies", "authorizationSettings.resources"] {
-        assert!(drift.iter().any(|n| n.contains(field)), "no DriftReverted event names {field}: {events:?}");
-    }
+    // The Event follows the revert (status first, then the Event): wait for it rather than race it.
+    wait_for("DriftReverted events naming both fields", Duration::from_secs(30), || async {
+        let events = event_notes(&env, &ns, "api").await;
+        let drift: Vec<&String> = events.iter().filter(|(r, _)| r == "DriftReverted").map(|(_, n)| n).collect();
+        ["authorizationSettings.policies", "authorizationSettings.resources"]
+            .iter()
+            .all(|field| drift.iter().any(|n| n.contains(field)))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kco_keycloak::{KeycloakAdmin, RequestMetrics};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,11 +33,13 @@ pub struct Context {
     pub kube_writes: Family<KindLabel, Counter>,
     pub reconciles: Family<ResultLabel, Counter>,
     /// Admin API client per KeycloakInstance (`ns/name`), rebuilt when its URL or credentials change.
-    pub instances: Mutex<HashMap<String, (u64, Arc<KeycloakAdmin>)>>,
+    pub admins: Mutex<HashMap<String, (u64, Arc<KeycloakAdmin>)>>,
     /// Consecutive failures per KeycloakClient, for backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
     /// Every KeycloakClient this operator watches (set once the controller exists).
-    pub clients: std::sync::OnceLock<kube::runtime::reflector::Store<super::GuardedClient>>,
+    pub clients: std::sync::OnceLock<Store<super::GuardedClient>>,
+    /// Whether every watch has its initial list (also what /readyz answers).
+    pub synced: Arc<std::sync::atomic::AtomicBool>,
     /// The one namespace this operator watches; `None`: all of them.
     pub watched_namespace: Option<String>,
     /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
@@ -63,10 +66,11 @@ impl Context {
             keycloak_metrics,
             kube_writes,
             reconciles,
-            instances: Mutex::new(HashMap::new()),
+            admins: Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
             realm_locks: std::sync::Mutex::new(HashMap::new()),
             clients: std::sync::OnceLock::new(),
+            synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watched_namespace,
         }
     }

@@ -40,27 +40,11 @@ pub struct RunArgs {
     #[arg(long, env = "KCO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
     /// How often every client is re-checked against Keycloak to revert drift, e.g. 5m, 30s.
-    #[arg(long, env = "KCO_RESYNC", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "KCO_RESYNC", default_value = "5m", value_parser = kco_engine::schedule::parse_interval)]
     pub resync: Duration,
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
-}
-
-/// `90s`, `5m`, `1h`, `2d` → Duration.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number followed by s, m, h or d"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -68,8 +52,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_crds_installed(&client).await?;
     let mut registry = Registry::default();
     let ctx = Arc::new(Context::new(client.clone(), args.resync, args.namespace.clone(), &mut registry));
-    let ready = Arc::new(AtomicBool::new(false));
-    let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
+    let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ctx.synced.clone()));
     #[cfg(feature = "fault-injection")]
     if let Some(delay) = std::env::var("KCO_FAULT_DELAY_WATCH_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         // Test hook: hold the watches back, to show /readyz waits for them.
@@ -81,8 +64,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(namespace = ns.unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
     // Ready once every watch has listed what exists: before that, a probe would route work (or a
     // rollout) to an operator that does not know the objects yet.
-    let synced = Synced { ready, count: Arc::new(AtomicUsize::new(0)), of: 3 };
-    let instance_controller = synced_controller(scoped::<KeycloakInstance>(&client, ns), synced.clone())
+    let synced = Synced { ready: ctx.synced.clone(), count: Arc::new(AtomicUsize::new(0)), of: 3 };
+    let instance_controller = synced_controller(scoped::<KeycloakInstance>(&client, ns), synced.clone());
+    let instance_controller = instance_controller
         .shutdown_on_signal()
         .run(
             |o, c| async move {
@@ -93,7 +77,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let realm_controller = synced_controller(scoped::<KeycloakRealm>(&client, ns), synced.clone())
+    let realm_controller = synced_controller(scoped::<KeycloakRealm>(&client, ns), synced.clone());
+    let realm_controller = realm_controller
         .shutdown_on_signal()
         .run(
             |o, c| async move {
@@ -249,12 +234,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert!(parse_duration("5 minutes").is_err());
-        assert!(parse_duration("m").is_err());
+    fn durations_parse_with_the_one_grammar_of_every_kco_duration() {
+        use kco_engine::schedule::parse_interval;
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["5 minutes", "m", "90", "0s", "-5m", "99999999999999999999d"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ use super::{Context, ReconcileError};
 /// The realm object a client points at; `None` when it does not exist.
 pub async fn realm_of(ctx: &Context, kc: &KeycloakClient) -> Result<Option<KeycloakRealm>, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
-    let api: Api<KeycloakRealm> = Api::namespaced(ctx.kube.clone(), kc.spec.realm_ref.namespace_or(&ns));
+    let realm_ns = kc.spec.realm_ref.namespace_or(&ns);
+    let api: Api<KeycloakRealm> = Api::namespaced(ctx.kube.clone(), realm_ns);
     Ok(api.get_opt(&kc.spec.realm_ref.name).await?)
 }
 
@@ -45,8 +46,8 @@ pub async fn admin_of(
     let realm_ns = realm.namespace().unwrap_or_default();
     let ins_ns = realm.spec.instance_ref.namespace_or(&realm_ns).to_string();
     let ins_name = &realm.spec.instance_ref.name;
-    let api: Api<KeycloakInstance> = Api::namespaced(ctx.kube.clone(), &ins_ns);
-    let Some(instance) = api.get_opt(ins_name).await? else {
+    let found = Api::<KeycloakInstance>::namespaced(ctx.kube.clone(), &ins_ns).get_opt(ins_name).await?;
+    let Some(instance) = found else {
         return Ok(None);
     };
     let admin = admin_for(ctx, &instance).await?;
@@ -124,7 +125,7 @@ pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc
     let mut h = DefaultHasher::new();
     (&instance.spec.url, &instance.spec.admin_realm, &data, &ca_pem).hash(&mut h);
     let fingerprint = h.finish();
-    let mut cache = ctx.instances.lock().await;
+    let mut cache = ctx.admins.lock().await;
     if let Some((fp, admin)) = cache.get(&key)
         && *fp == fingerprint
     {

@@ -12,7 +12,7 @@ use kco_engine::formats::render_additional;
 use kco_engine::grace::GRACE_ATTRIBUTE;
 use kco_engine::plan::{Ownership, ownership};
 use kco_engine::secret::{Credentials, render_credentials};
-use kco_engine::{DesiredClient, Owner, apply_plan, observe_client, plan_client, validate_client};
+use kco_engine::{DesiredClient, ObservedClient, Owner, apply_plan, observe_client, plan_client, validate_client};
 use kco_keycloak::{ErrorKind, KeycloakAdmin};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -145,7 +145,7 @@ pub fn error_policy(
 
 /// The facts status is built from; filled in as the reconcile learns them.
 #[derive(Default)]
-struct Observed {
+struct StatusFacts {
     realm: Option<String>,
     instance: Option<String>,
     internal_id: Option<String>,
@@ -162,7 +162,7 @@ struct Observed {
     changed_at: Option<jiff::Timestamp>,
 }
 
-impl Observed {
+impl StatusFacts {
     fn status(&self, kc: &KeycloakClient, phase: Phase, reason: &str, message: String) -> KeycloakClientStatus {
         let prev = kc.status.clone().unwrap_or_default();
         KeycloakClientStatus {
@@ -200,8 +200,8 @@ impl Observed {
 }
 
 async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
-    let mut seen = Observed::default();
-    match converge(kc, ctx, &mut seen).await {
+    let mut facts = StatusFacts::default();
+    match converge(kc, ctx, &mut facts).await {
         Ok(done) => {
             let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
             if kc.spec.authentication_flows.as_ref().is_some_and(|f| f.client_authentication_flow.is_some()) {
@@ -215,7 +215,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                 message.push_str("; note: ");
                 message.push_str(&note);
             }
-            write_status(ctx, kc, seen.status(kc, Phase::Ready, "Reconciled", message)).await?;
+            write_status(ctx, kc, facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
             }
@@ -233,7 +233,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                 (Phase::Failed, Some(Action::requeue(ctx.resync)))
             };
             let message = e.to_string();
-            let wrote = write_status(ctx, kc, seen.status(kc, phase, e.reason(), message.clone())).await?;
+            let wrote = write_status(ctx, kc, facts.status(kc, phase, e.reason(), message.clone())).await?;
             if wrote {
                 publish(ctx, kc, EventType::Warning, e.reason(), message).await;
             }
@@ -245,15 +245,86 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
     }
 }
 
-/// Bring Keycloak and the Secret in line with the spec. Returns an Event to publish when it changed
-/// something.
-async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Result<Converged, ReconcileError> {
-    let ns = kc.namespace().unwrap_or_default();
-    let errors = validate_client(&kc.spec);
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(ReconcileError::blocked("InvalidSpec", list.join("; ")));
+/// Bring Keycloak and the Secret in line with the spec, step by step: validate → resolve → find the
+/// client (creating the realm when it is missing) → build the desired state → plan and apply →
+/// credentials → Secrets. Each step records what status should say in `facts`.
+async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -> Result<Converged, ReconcileError> {
+    check_spec(kc)?;
+    let target = resolve(ctx, kc, facts).await?;
+    let existing = match find_existing(kc, &target).await {
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            ensure_realm(ctx, &target.admin, &target.realm).await?;
+            None
+        }
+        other => other?,
+    };
+    let desired = desired_client(kc, &target).await?;
+    let applied = apply_client(ctx, kc, &target, &desired, existing).await?;
+    facts.internal_id = Some(applied.internal_id.clone());
+    facts.roles = desired.client_roles.clone();
+    facts.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
+    let mut event = applied.event(kc, &target.realm_name);
+
+    let now = jiff::Timestamp::now();
+    let rep = applied.observed.as_ref().map(|o| &o.representation);
+    // A secret read with the client is only current if this reconcile did not change the client.
+    let current = applied.observed.as_ref().filter(|_| !applied.wrote).and_then(|o| o.secret.clone());
+    let secret_of = TargetClient {
+        admin: &target.admin,
+        realm: &target.realm_name,
+        id: &applied.internal_id,
+        representation: rep,
+        current,
+    };
+    let creds = client_secret(ctx, kc, secret_of, now).await?;
+    facts.last_rotation = creds.last_rotation;
+    facts.next_rotation = creds.next_rotation;
+    facts.regenerated_generation = Some(creds.regenerated_generation);
+    if let Some(ev) = creds.event {
+        event = Some(ev);
     }
+    let credentials = Credentials {
+        client_id: kc.spec.client_id.clone(),
+        client_secret: creds.secret,
+        endpoints: target.endpoints.clone(),
+    };
+    let written = publish_secrets(ctx, kc, &target.realm_name, &credentials, facts).await?;
+    if !written.is_empty() && event.is_none() {
+        event = Some(("SecretWritten", format!("wrote credentials to Secret {}", written.join(", "))));
+    }
+    if event.is_some() {
+        facts.changed_at = Some(now);
+    }
+    let requeue = creds.next_rotation.and_then(|next| {
+        let secs = next.as_second().saturating_sub(now.as_second()).max(1);
+        Some(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
+    });
+    Ok(Converged { event, requeue })
+}
+
+/// Step 1: every rule of the spec, before anything is read.
+fn check_spec(kc: &KeycloakClient) -> Result<(), ReconcileError> {
+    let errors = validate_client(&kc.spec);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Err(ReconcileError::blocked(kco_engine::error::INVALID_SPEC, list.join("; ")))
+}
+
+/// Where the client goes: its realm object (granted to this namespace, allowing what the spec asks),
+/// the instance and its admin client. No Keycloak call.
+struct Target {
+    owner: Owner,
+    realm: KeycloakRealm,
+    realm_name: String,
+    admin: Arc<KeycloakAdmin>,
+    endpoints: Endpoints,
+}
+
+/// Step 2: resolve the realm, the grant, the realm's guards and the instance.
+async fn resolve(ctx: &Context, kc: &KeycloakClient, facts: &mut StatusFacts) -> Result<Target, ReconcileError> {
+    let ns = kc.namespace().unwrap_or_default();
     let Some(realm) = realm_of(ctx, kc).await? else {
         return Err(ReconcileError::blocked(
             "RealmNotFound",
@@ -265,9 +336,9 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
         ));
     };
     let realm_name = realm.spec.realm_name.clone();
-    seen.realm = Some(realm_name.clone());
+    facts.realm = Some(realm_name.clone());
     let (granted, why) = grant(&realm, &ns);
-    seen.granted = Some((granted, why.clone()));
+    facts.granted = Some((granted, why.clone()));
     if !granted {
         return Err(ReconcileError::blocked("NotAuthorized", why));
     }
@@ -278,14 +349,65 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
     }
     let (instance, admin) = instance_for_realm(ctx, &realm).await?;
     let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
-    seen.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
-    seen.endpoints = Some(Endpoints::for_realm(&public_url, &realm_name));
+    let endpoints = Endpoints::for_realm(&public_url, &realm_name);
+    facts.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
+    facts.endpoints = Some(endpoints.clone());
+    let owner = Owner { namespace: ns, name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
+    Ok(Target { owner, realm, realm_name, admin, endpoints })
+}
 
-    let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
-    let observed = observe(ctx, kc, &admin, &realm, &realm_name).await?;
-    if let Some(o) = &observed {
+/// Step 4: the desired client; flow aliases become the realm's flow ids (one read, only when the
+/// spec manages overrides).
+async fn desired_client(kc: &KeycloakClient, target: &Target) -> Result<DesiredClient, ReconcileError> {
+    let mut desired = DesiredClient::from_spec(&kc.spec, Some(&target.owner));
+    if let Some(flows) = &kc.spec.authentication_flows {
+        let overrides = flow_overrides(&target.admin, &target.realm_name, flows).await?;
+        desired.fields.insert("authenticationFlowBindingOverrides".into(), overrides);
+    }
+    Ok(desired)
+}
+
+/// What applying the plan did.
+struct Applied {
+    internal_id: String,
+    /// The client as read before the changes (with its roles and secret), when it existed.
+    observed: Option<ObservedClient>,
+    created: bool,
+    /// Whether this reconcile wrote to the client at all.
+    wrote: bool,
+    /// Managed fields changed on an existing client (client and authorization).
+    changed_fields: Vec<String>,
+}
+
+impl Applied {
+    /// The Event a change deserves: Created, Updated (the spec changed) or DriftReverted.
+    fn event(&self, kc: &KeycloakClient, realm: &str) -> Option<(&'static str, String)> {
+        if self.created {
+            return Some(("Created", format!("created client {} in realm {realm}", kc.spec.client_id)));
+        }
+        if self.changed_fields.is_empty() {
+            return None;
+        }
+        let spec_changed = kc.status.as_ref().and_then(|s| s.observed_generation) != kc.metadata.generation;
+        let (reason, verb) =
+            if spec_changed { ("Updated", "updated") } else { ("DriftReverted", "reverted hand-made changes to") };
+        Some((reason, format!("{verb} {}", self.changed_fields.join(", "))))
+    }
+}
+
+/// Step 5: refuse a client that is not ours, read what the plan compares, plan (pure), apply; then
+/// the realm-wide leftovers (grace rules) and Authorization Services.
+async fn apply_client(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    target: &Target,
+    desired: &DesiredClient,
+    existing: Option<Value>,
+) -> Result<Applied, ReconcileError> {
+    let (admin, realm_name) = (&target.admin, &target.realm_name);
+    if let Some(o) = &existing {
         let adopt = kc.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
-        if let Ownership::Foreign(who) = ownership(o, &owner, adopt) {
+        if let Ownership::Foreign(who) = ownership(o, &target.owner, adopt) {
             return Err(ReconcileError::blocked(
                 "Conflict",
                 format!(
@@ -296,67 +418,46 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
             ));
         }
     }
-    let existing_id = observed.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string);
-    let mut desired = DesiredClient::from_spec(&kc.spec, Some(&owner));
-    if let Some(flows) = &kc.spec.authentication_flows {
-        let overrides = flow_overrides(&admin, &realm_name, flows).await?;
-        desired.fields.insert("authenticationFlowBindingOverrides".into(), overrides);
-    }
-    let observed = match observed {
-        Some(rep) => Some(observe_client(&admin, &realm_name, &desired, rep).await?),
+    let existing_id = existing.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string);
+    let observed = match existing {
+        Some(rep) => Some(observe_client(admin, realm_name, desired, rep).await?),
         None => None,
     };
-    let plan = plan_client(&desired, observed.as_ref());
-    let outcome =
-        apply_plan(&admin, &realm_name, &plan, existing_id.as_deref(), realm.spec.allow_admin_role_grants).await?;
-    // A grace rule the client no longer follows may have been its realm's last user of that rule.
-    let had_rule = observed.as_ref().and_then(|o| o.representation.pointer("/attributes")).and_then(grace_rule_of);
-    if had_rule.is_some() && had_rule.as_deref() != desired.attributes.get(GRACE_ATTRIBUTE).map(String::as_str) {
-        remove_unused_grace_rules(ctx, &admin, &realm).await?;
-    }
-    seen.internal_id = Some(outcome.internal_id.clone());
-    seen.roles = desired.client_roles.clone();
-    seen.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
+    let plan = plan_client(desired, observed.as_ref());
+    let allow_admin = target.realm.spec.allow_admin_role_grants;
+    let outcome = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), allow_admin).await?;
     if !plan.is_empty() {
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");
+    }
+    // A grace rule the client no longer follows may have been its realm's last user of that rule.
+    let had_rule = observed.as_ref().and_then(|o| o.representation.pointer("/attributes")).and_then(grace_rule_of);
+    if had_rule.is_some() && had_rule.as_deref() != desired.attributes.get(GRACE_ATTRIBUTE).map(String::as_str) {
+        remove_unused_grace_rules(ctx, admin, &target.realm).await?;
     }
     let mut changed_fields = outcome.changed_fields.clone();
     // Authorization Services go through their own endpoints, once the client exists.
     if let Some(authz) = kco_engine::authz::DesiredAuthz::from_spec(&kc.spec) {
         let id = &outcome.internal_id;
-        changed_fields.extend(super::authz::sync_authz(&admin, &realm_name, id, &kc.spec.client_id, &authz).await?);
+        changed_fields.extend(super::authz::sync_authz(admin, realm_name, id, &kc.spec.client_id, &authz).await?);
     }
+    Ok(Applied {
+        internal_id: outcome.internal_id,
+        observed,
+        created: outcome.created,
+        wrote: !plan.is_empty(),
+        changed_fields,
+    })
+}
 
-    let mut event = if outcome.created {
-        Some(("Created", format!("created client {} in realm {realm_name}", kc.spec.client_id)))
-    } else if !changed_fields.is_empty() {
-        let spec_changed = kc.status.as_ref().and_then(|s| s.observed_generation) != kc.metadata.generation;
-        let (reason, verb) =
-            if spec_changed { ("Updated", "updated") } else { ("DriftReverted", "reverted hand-made changes to") };
-        Some((reason, format!("{verb} {}", changed_fields.join(", "))))
-    } else {
-        None
-    };
-
-    let now = jiff::Timestamp::now();
-    let rep = observed.as_ref().map(|o| &o.representation);
-    // A secret read with the client is only current if this reconcile did not change the client.
-    let current = observed.as_ref().filter(|_| plan.is_empty()).and_then(|o| o.secret.clone());
-    let target =
-        TargetClient { admin: &admin, realm: &realm_name, id: &outcome.internal_id, representation: rep, current };
-    let creds = client_secret(ctx, kc, target, now).await?;
-    seen.last_rotation = creds.last_rotation;
-    seen.next_rotation = creds.next_rotation;
-    seen.regenerated_generation = Some(creds.regenerated_generation);
-    if let Some(ev) = creds.event {
-        event = Some(ev);
-    }
-    let credentials = Credentials {
-        client_id: kc.spec.client_id.clone(),
-        client_secret: creds.secret,
-        endpoints: Endpoints::for_realm(&public_url, &realm_name),
-    };
+/// Step 7: the managed Secret and the consumer-format Secrets; returns the names written.
+async fn publish_secrets(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    realm_name: &str,
+    credentials: &Credentials,
+    facts: &mut StatusFacts,
+) -> Result<Vec<String>, ReconcileError> {
     let mut written = Vec::new();
     if kc.spec.manage_secret {
         let secret_name = kc.secret_name();
@@ -367,15 +468,15 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
             labels: meta.labels,
             annotations: meta.annotations,
         };
-        if ensure_secret(ctx, kc, &out, &render_credentials(&credentials)).await? {
+        if ensure_secret(ctx, kc, &out, &render_credentials(credentials)).await? {
             written.push(secret_name.clone());
         }
-        seen.secret = Some(secret_name);
+        facts.secret = Some(secret_name);
     }
     // Consumer-format Secrets are written even with manageSecret: false: asking for them is explicit.
     for (i, extra) in kc.spec.additional_secrets.iter().flatten().enumerate() {
-        let data = render_additional(extra, &credentials, &realm_name)
-            .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
+        let data = render_additional(extra, credentials, realm_name)
+            .map_err(|e| ReconcileError::blocked(kco_engine::error::INVALID_SPEC, e.to_string()))?;
         let out = OutputSecret {
             name: &extra.name,
             field: format!("spec.additionalSecrets[{i}].name"),
@@ -386,17 +487,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, seen: &mut Observed) -> Re
             written.push(extra.name.clone());
         }
     }
-    if !written.is_empty() && event.is_none() {
-        event = Some(("SecretWritten", format!("wrote credentials to Secret {}", written.join(", "))));
-    }
-    if event.is_some() {
-        seen.changed_at = Some(now);
-    }
-    let requeue = creds.next_rotation.and_then(|next| {
-        let secs = next.as_second().saturating_sub(now.as_second()).max(1);
-        Some(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
-    });
-    Ok(Converged { event, requeue })
+    Ok(written)
 }
 
 /// What a successful converge leaves for the caller: an Event to publish, and how soon the next
@@ -436,15 +527,10 @@ async fn flow_overrides(
     }))
 }
 
-/// The Keycloak client as it is now: by the internal id kco recorded, else by clientId. Creates the
-/// realm when Keycloak lacks it and the KeycloakRealm allows that.
-async fn observe(
-    ctx: &Context,
-    kc: &KeycloakClient,
-    admin: &KeycloakAdmin,
-    realm: &KeycloakRealm,
-    realm_name: &str,
-) -> Result<Option<Value>, ReconcileError> {
+/// Step 3: the Keycloak client as it is now, by the internal id kco recorded, else by clientId.
+/// Reads only; an error of kind NotFound means the realm itself is missing.
+async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Value>, kco_keycloak::Error> {
+    let (admin, realm_name) = (&target.admin, target.realm_name.as_str());
     let status = kc.status.as_ref();
     if let (Some(id), Some(r)) =
         (status.and_then(|s| s.internal_id.as_deref()), status.and_then(|s| s.realm.as_deref()))
@@ -456,17 +542,10 @@ async fn observe(
             }
             Ok(_) => {}
             Err(e) if e.kind == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
-    match admin.find_client(realm_name, &kc.spec.client_id).await {
-        Ok(found) => Ok(found),
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            ensure_realm(ctx, admin, realm).await?;
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    admin.find_client(realm_name, &kc.spec.client_id).await
 }
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {

@@ -10,14 +10,51 @@
 
 use std::collections::BTreeMap;
 
+use kco_api::Endpoints;
 use kco_api::KeycloakClientSpec;
+use kco_engine::formats;
+use kco_engine::secret::Credentials;
 use kco_engine::{ClientOperation, DesiredClient, ObservedClient, Owner, plan_client, validate_client};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};
 
+/// `cases` per property by default (a few seconds for the whole file); `KCO_PROPTEST_SCALE=n` multiplies
+/// it (`dev/test --long` sets 50) and `PROPTEST_CASES` overrides it outright.
 fn config(cases: u32) -> Config {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let cases =
+        env("PROPTEST_CASES").unwrap_or_else(|| cases.saturating_mul(env("KCO_PROPTEST_SCALE").unwrap_or(1).max(1)));
     Config { cases, failure_persistence: None, ..Config::default() }
+}
+
+/// Characters that break byte-oriented code: multi-byte (€ is 3 bytes, emoji 4), combining marks,
+/// bidi controls, NUL and other controls, zero-width and confusable letters.
+fn hostile_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        3 => prop_oneof![Just('€'), Just('😀'), Just('👩'), Just('\u{200D}'), Just('\u{0301}'), Just('\u{0308}')],
+        2 => prop_oneof![Just('\u{202E}'), Just('\u{200F}'), Just('\u{0627}'), Just('\u{05D0}')],
+        2 => prop_oneof![Just('\0'), Just('\n'), Just('\t'), Just('\u{7F}'), Just('\u{FEFF}'), Just('\u{200B}')],
+        2 => prop_oneof![Just('а'), Just('е'), Just('о'), Just('ı'), Just('ﬁ'), Just('Ａ'), Just('ß'), Just('İ')],
+        3 => prop_oneof![Just('a'), Just('Z'), Just('0'), Just('-'), Just('_'), Just('.'), Just('/'), Just(':'), Just('{'), Just('}'), Just('*')],
+        1 => any::<char>(),
+    ]
+}
+
+fn hostile_text(max: usize) -> impl Strategy<Value = String> {
+    proptest::collection::vec(hostile_char(), 0..max).prop_map(|v| v.into_iter().collect())
+}
+
+/// Long strings (up to a few thousand characters, often multi-byte) built by repeating a short piece,
+/// so length limits and truncation in messages are reached.
+fn long_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (hostile_text(5), 1usize..1200).prop_map(|(s, n)| s.repeat(n)),
+        (1usize..3000).prop_map(|n| "a".repeat(n)),
+        (80usize..1100).prop_map(|n| "€".repeat(n)),
+        (60usize..800).prop_map(|n| "😀".repeat(n)),
+        ("[a-z]{0,40}", 1usize..300).prop_map(|(p, n)| format!("{p}{}", "é".repeat(n))),
+    ]
 }
 
 // ---- Strategies: hostile values ----------------------------------------------------------------
@@ -41,6 +78,10 @@ fn nasty_string() -> impl Strategy<Value = String> {
         "[A-Za-z_/+-]{0,20}",
         "\\PC{0,24}",
         "[a-z]{1,4}/[a-z]{0,4}",
+        Just("€".repeat(100)),
+        hostile_text(40),
+        long_string(),
+        ("(https://|/|myapp://)", hostile_text(20)).prop_map(|(a, b)| format!("{a}{b}")),
     ]
 }
 
@@ -210,17 +251,40 @@ fn policies() -> impl Strategy<Value = Value> {
 }
 
 fn authorization() -> impl Strategy<Value = Value> {
-    let scopes = proptest::option::of(proptest::collection::vec(pool_name().prop_map(|n| json!({"name": n})), 0..4));
-    let resource = (pool_name(), nasty_list(), pool_names(), proptest::option::of(nasty_string())).prop_map(
-        |(n, uris, scopes, ty)| {
+    let scopes = proptest::option::of(proptest::collection::vec(
+        (pool_name(), proptest::option::of(nasty_string()), proptest::option::of(nasty_string())).prop_map(
+            |(n, display, icon)| {
+                let mut m = Map::new();
+                m.insert("name".into(), json!(n));
+                set(&mut m, "displayName", display.map(|v| json!(v)));
+                set(&mut m, "iconUri", icon.map(|v| json!(v)));
+                Value::Object(m)
+            },
+        ),
+        0..4,
+    ));
+    let resource = (
+        pool_name(),
+        nasty_list(),
+        pool_names(),
+        proptest::option::of(nasty_string()),
+        (
+            proptest::option::of(nasty_string()),
+            any::<bool>(),
+            proptest::collection::btree_map(nasty_string(), proptest::collection::vec(nasty_string(), 0..3), 0..3),
+        ),
+    )
+        .prop_map(|(n, uris, scopes, ty, (display, owner_managed, attributes))| {
             let mut m = Map::new();
             m.insert("name".into(), json!(n));
             m.insert("uris".into(), json!(uris.unwrap_or_default()));
             m.insert("scopes".into(), json!(scopes));
             set(&mut m, "type", ty.map(|v| json!(v)));
+            set(&mut m, "displayName", display.map(|v| json!(v)));
+            m.insert("ownerManagedAccess".into(), json!(owner_managed));
+            m.insert("attributes".into(), json!(attributes));
             Value::Object(m)
-        },
-    );
+        });
     let resources = proptest::option::of(proptest::collection::vec(resource, 0..3));
     let permission = || (pool_name(), pool_names(), pool_names(), pool_names(), proptest::option::of(nasty_string()));
     let resource_perm = permission().prop_map(|(n, res, _, pol, ty)| {
@@ -282,25 +346,45 @@ fn additional_secrets() -> impl Strategy<Value = Option<Value>> {
         nasty_string(),
         proptest::option::of(prop_oneof![Just("mlflow"), Just("phoenix"), Just("otel-collector")]),
         proptest::option::of(proptest::collection::btree_map(
-            nasty_string(),
+            prop_oneof![
+                Just("CLIENT_ID".to_string()),
+                Just("..x".to_string()),
+                Just(".".to_string()),
+                "[A-Za-z0-9._-]{1,300}",
+                nasty_string()
+            ],
             prop_oneof![
                 Just("{{clientId}}".to_string()),
                 Just("{{clientSecret}}".to_string()),
                 Just("{{ realm }}".to_string()),
                 Just("{{nope}}".to_string()),
                 Just("{{clientId".to_string()),
+                (
+                    "[a-z€ ]{0,8}",
+                    prop_oneof![
+                        Just("{{clientId}}"),
+                        Just("{{ tokenUrl }}"),
+                        Just("{{issuerUrl}}"),
+                        Just("{{€}}"),
+                        Just("{{")
+                    ],
+                    hostile_text(8)
+                )
+                    .prop_map(|(a, b, c)| format!("{a}{b}{c}")),
                 nasty_string()
             ],
             0..3,
         )),
         string_map(),
+        string_map(),
     )
-        .prop_map(|(name, format, keys, labels)| {
+        .prop_map(|(name, format, keys, labels, annotations)| {
             let mut m = Map::new();
             m.insert("name".into(), json!(name));
             set(&mut m, "format", format.map(|v| json!(v)));
             set(&mut m, "keys", keys.map(|v| json!(v)));
             set(&mut m, "labels", labels.map(|v| json!(v)));
+            set(&mut m, "annotations", annotations.map(|v| json!(v)));
             Value::Object(m)
         });
     proptest::option::of(proptest::collection::vec(secret, 0..3).prop_map(Value::Array))
@@ -342,8 +426,21 @@ fn any_spec() -> impl Strategy<Value = Value> {
         proptest::option::of((string_map(), string_map())),
         proptest::option::of((nasty_string(), nasty_string(), nasty_string())),
     );
-    (identity, uris, settings(), lists, roles, secrets, proptest::option::of(authorization())).prop_map(
-        |(identity, uris, settings, lists, roles, secrets, authz)| {
+    let extras = (
+        proptest::option::of(nasty_string()),
+        proptest::option::of(nasty_string()),
+        prop_oneof![Just("Delete"), Just("Orphan")],
+        any::<[bool; 4]>(),
+    );
+    (identity, uris, settings(), lists, roles, secrets, proptest::option::of(authorization()), extras).prop_map(
+        |(identity, uris, mut settings, lists, roles, secrets, mut authz, extras)| {
+            let (client_name, description, deletion, more) = extras;
+            settings["alwaysDisplayInConsole"] = json!(more[0]);
+            settings["frontchannelLogout"] = json!(more[1]);
+            settings["includeInTokenScope"] = json!(more[2]);
+            if let Some(a) = authz.as_mut() {
+                a["allowRemoteResourceManagement"] = json!(more[3]);
+            }
             let (client_id, realm, realm_ns, protocol, b) = identity;
             let mut m = Map::new();
             m.insert("clientId".into(), json!(client_id));
@@ -357,6 +454,9 @@ fn any_spec() -> impl Strategy<Value = Value> {
             m.insert("bearerOnly".into(), json!(b[1]));
             m.insert("manageSecret".into(), json!(b[2]));
             m.insert("regenerateSecret".into(), json!(b[3]));
+            set(&mut m, "clientName", client_name.map(|v| json!(v)));
+            set(&mut m, "description", description.map(|v| json!(v)));
+            m.insert("deletionPolicy".into(), json!(deletion));
             let (redirects, origins, post_logout, [root, admin, base]) = uris;
             set(&mut m, "redirectUris", redirects.map(|v| json!(v)));
             set(&mut m, "webOrigins", origins.map(|v| json!(v)));
@@ -449,18 +549,51 @@ fn observed_variants(desired: &DesiredClient, junk: Value, roles: Vec<String>) -
     ]
 }
 
-/// Validate and plan `spec`; nothing may panic, and every error must name a `spec.` field.
+/// Runs `f`, turning a panic into a property failure that shows `what` (the input) and the panic message.
+fn no_panic<T>(what: &str, input: &dyn std::fmt::Debug, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        TestCaseError::fail(format!("{what} panicked: {msg}\ninput: {input:?}"))
+    })
+}
+
+fn credentials(secret: bool) -> Credentials {
+    Credentials {
+        client_id: "svc-€".into(),
+        client_secret: secret.then(|| secrecy::SecretString::from("s3cr3t".to_string())),
+        endpoints: Endpoints::for_realm("https://kc.example.com", "team-€"),
+    }
+}
+
+/// Validate, render and plan `spec`: nothing may panic, and every validation error must name a `spec.` field.
 fn validate_and_plan(spec: &KeycloakClientSpec, junk: Value, roles: Vec<String>) -> Result<(), TestCaseError> {
-    for e in validate_client(spec) {
+    let errors = no_panic("validate_client", spec, || validate_client(spec))?;
+    for e in &errors {
         prop_assert!(!e.field.is_empty(), "error without a field: {e:?}");
         prop_assert!(e.to_string().starts_with("spec."), "error not naming a spec field: {e}");
         prop_assert!(!e.message.is_empty(), "error without a message: {e:?}");
     }
+    for (i, extra) in spec.additional_secrets.iter().flatten().enumerate() {
+        for public in [false, true] {
+            let errs =
+                no_panic("formats::validate_additional", extra, || formats::validate_additional(extra, i, public))?;
+            for e in &errs {
+                prop_assert!(!e.to_string().is_empty(), "format error without text: {e:?}");
+            }
+            no_panic("formats::render_additional", extra, || {
+                let _ = formats::render_additional(extra, &credentials(!public), "team-€");
+            })?;
+        }
+    }
     let owner = Owner { namespace: "ns".into(), name: "n".into(), uid: "u".into() };
     for who in [None, Some(&owner)] {
-        let desired = DesiredClient::from_spec(spec, who);
+        let desired = no_panic("DesiredClient::from_spec", spec, || DesiredClient::from_spec(spec, who))?;
         for observed in observed_variants(&desired, junk.clone(), roles.clone()) {
-            let _ = plan_client(&desired, observed.as_ref());
+            no_panic("plan_client", &observed, || plan_client(&desired, observed.as_ref()))?;
         }
     }
     Ok(())
@@ -469,22 +602,36 @@ fn validate_and_plan(spec: &KeycloakClientSpec, junk: Value, roles: Vec<String>)
 proptest! {
     #![proptest_config(config(256))]
 
+    /// Validation is total: any spec serde accepts (long, multi-byte, hostile contents in every list
+    /// and map) is validated, rendered and planned without a panic, and every error names a field.
     #[test]
-    fn hostile_specs_never_panic(v in any_spec(), junk in any_json(), roles in pool_names()) {
+    fn validation_is_total(v in any_spec(), junk in any_json(), roles in pool_names()) {
         // The generator only produces shapes serde accepts, so parsing must succeed.
         let spec: KeycloakClientSpec = serde_json::from_value(v.clone())
             .map_err(|e| TestCaseError::fail(format!("generated spec does not parse: {e}\n{v:#}")))?;
         validate_and_plan(&spec, junk, roles)?;
-        // Validation is a pure function of the spec.
-        prop_assert_eq!(validate_client(&spec), validate_client(&spec));
+    }
+
+    /// Validation depends on the spec's content, not on its in-memory history: the spec that comes back
+    /// from the API server (serialised and parsed again) gets the same verdict, error for error.
+    #[test]
+    fn validation_survives_a_serde_round_trip(v in any_spec()) {
+        let spec: KeycloakClientSpec = serde_json::from_value(v.clone())
+            .map_err(|e| TestCaseError::fail(format!("generated spec does not parse: {e}\n{v:#}")))?;
+        let text = serde_json::to_string(&spec).map_err(|e| TestCaseError::fail(format!("does not serialise: {e}")))?;
+        let again: KeycloakClientSpec = serde_json::from_str(&text)
+            .map_err(|e| TestCaseError::fail(format!("own output does not parse: {e}\n{text}")))?;
+        let first = no_panic("validate_client", &spec, || validate_client(&spec))?;
+        let second = no_panic("validate_client", &again, || validate_client(&again))?;
+        prop_assert_eq!(first, second);
     }
 
     #[test]
     fn arbitrary_json_never_panics_the_parser(v in any_json(), text in "\\PC{0,64}") {
-        if let Ok(spec) = serde_json::from_value::<KeycloakClientSpec>(v) {
+        if let Ok(spec) = no_panic("serde_json::from_value", &v, || serde_json::from_value::<KeycloakClientSpec>(v.clone()))? {
             validate_and_plan(&spec, Value::Null, vec![])?;
         }
-        if let Ok(spec) = serde_json::from_str::<KeycloakClientSpec>(&text) {
+        if let Ok(spec) = no_panic("serde_json::from_str", &text, || serde_json::from_str::<KeycloakClientSpec>(&text))? {
             validate_and_plan(&spec, Value::Null, vec![])?;
         }
     }

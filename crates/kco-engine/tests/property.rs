@@ -8,7 +8,7 @@
 //! - specs built only from valid parts are accepted by validation, and a plan for them creates the client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kco_api::Endpoints;
 use kco_api::KeycloakClientSpec;
@@ -681,7 +681,8 @@ fn valid_spec() -> impl Strategy<Value = Value> {
         )),
         proptest::option::of(0i64..=i64::from(i32::MAX)),
     )
-        .prop_map(|(id, redirects, origins, scopes, roles, public, rotation, lifespan)| {
+        .prop_flat_map(|base| (Just(base), valid_extras()))
+        .prop_map(|((id, redirects, origins, scopes, roles, public, rotation, lifespan), extras)| {
             let scopes = unique(scopes);
             let (default, optional) = scopes.split_at(scopes.len() / 2);
             let mut spec = json!({
@@ -699,7 +700,108 @@ fn valid_spec() -> impl Strategy<Value = Value> {
                 }
                 spec["secretRotation"] = r;
             }
+            let ValidExtras { mappers, audiences, sa_realm, sa_clients, attributes, name, description, authz } = extras;
+            if let Some(m) = mappers {
+                spec["protocolMappers"] = json!(
+                    m.into_iter()
+                        .map(|(n, t, c)| json!({
+                            "name": n, "protocol": "openid-connect", "protocolMapper": t, "config": c
+                        }))
+                        .collect::<Vec<_>>()
+                );
+            }
+            set_spec(&mut spec, "audiences", audiences.map(|v| json!(v)));
+            // An attribute a typed setting manages is refused; without the setting it is a plain attribute.
+            let attributes = attributes.map(|mut a| {
+                if lifespan.is_some() {
+                    a.remove("access.token.lifespan");
+                }
+                a
+            });
+            set_spec(&mut spec, "attributes", attributes.map(|v| json!(v)));
+            set_spec(&mut spec, "clientName", name.map(|v| json!(v)));
+            set_spec(&mut spec, "description", description.map(|v| json!(v)));
+            if !public {
+                if sa_realm.is_some() || sa_clients.is_some() {
+                    let mut r = Map::new();
+                    set(&mut r, "realmRoles", sa_realm.map(|v| json!(v)));
+                    set(&mut r, "clientRoles", sa_clients.map(|v| json!(v)));
+                    spec["serviceAccountRoles"] = Value::Object(r);
+                }
+                spec["settings"]["authorizationServicesEnabled"] = json!(authz);
+            }
             spec
+        })
+}
+
+fn set_spec(spec: &mut Value, key: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        spec[key] = v;
+    }
+}
+
+/// Names every rule accepts: not blank, at most 255 characters, often multi-byte.
+fn valid_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => valid_name(),
+        3 => hostile_text(24),
+        1 => (1usize..255).prop_map(|n| "€".repeat(n)),
+        1 => (1usize..60).prop_map(|n| "👩\u{200D}💻".repeat(n / 3 + 1)),
+    ]
+    .prop_filter("blank", |s| !s.trim().is_empty() && s.chars().count() <= 255)
+}
+
+fn valid_texts(max: usize) -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::btree_set(valid_text(), 0..max).prop_map(|s| s.into_iter().collect())
+}
+
+/// A mapper's name, type and config.
+type MapperParts = (String, String, BTreeMap<String, String>);
+
+#[derive(Debug, Clone)]
+struct ValidExtras {
+    mappers: Option<Vec<MapperParts>>,
+    audiences: Option<Vec<String>>,
+    sa_realm: Option<Vec<String>>,
+    sa_clients: Option<BTreeMap<String, Vec<String>>>,
+    attributes: Option<BTreeMap<String, String>>,
+    name: Option<String>,
+    description: Option<String>,
+    authz: bool,
+}
+
+fn valid_extras() -> impl Strategy<Value = ValidExtras> {
+    let mappers = proptest::option::of(
+        proptest::collection::btree_map(
+            valid_text().prop_filter("audience prefix", |n| !n.starts_with("kco-audience-")),
+            (
+                prop_oneof![Just("oidc-hardcoded-claim-mapper".to_string()), valid_text()],
+                proptest::collection::btree_map(valid_text(), hostile_text(30), 0..4),
+            ),
+            0..4,
+        )
+        .prop_map(|m| m.into_iter().map(|(n, (t, c))| (n, t, c)).collect::<Vec<_>>()),
+    );
+    let attributes = proptest::option::of(proptest::collection::btree_map(
+        prop_oneof![
+            Just("use.refresh.tokens".to_string()),
+            Just("access.token.lifespan".to_string()),
+            "x\\.[a-z€]{1,12}"
+        ],
+        prop_oneof![Just(String::new()), hostile_text(30), long_string()],
+        0..4,
+    ));
+    (
+        mappers,
+        proptest::option::of(valid_texts(3)),
+        proptest::option::of(valid_texts(4)),
+        proptest::option::of(proptest::collection::btree_map(valid_text(), valid_texts(3), 0..3)),
+        attributes,
+        (proptest::option::of(prop_oneof![Just(String::new()), hostile_text(30)]), proptest::option::of(long_string())),
+        any::<bool>(),
+    )
+        .prop_map(|(mappers, audiences, sa_realm, sa_clients, attributes, (name, description), authz)| {
+            ValidExtras { mappers, audiences, sa_realm, sa_clients, attributes, name, description, authz }
         })
 }
 
@@ -717,5 +819,512 @@ proptest! {
             plan.operations.iter().any(|o| matches!(o, ClientOperation::CreateClient { .. })),
             "no CreateClient in {:?}", plan
         );
+    }
+}
+
+// ---- A model of Keycloak: what it returns after kco's operations ----------------------------------
+
+/// The state of one client in a pure model of Keycloak's admin API, with the behaviour the plan must
+/// cope with: ids, defaults and attributes Keycloak adds, fields it leaves out at their zero value,
+/// realm default scopes, the service account's default role, `uma_protection`, and the conflicts it
+/// answers 409/404 to.
+#[derive(Debug, Clone, Default)]
+struct Keycloak {
+    rep: Map<String, Value>,
+    client_roles: BTreeSet<String>,
+    sa_realm: BTreeSet<String>,
+    sa_clients: BTreeMap<String, BTreeSet<String>>,
+    next_id: usize,
+}
+
+const REALM_DEFAULT_SCOPES: &[&str] = &["acr", "basic", "email", "profile", "roles", "web-origins"];
+const REALM_OPTIONAL_SCOPES: &[&str] = &["address", "microprofile-jwt", "offline_access", "organization", "phone"];
+/// Fields a client PUT does not change (they have endpoints of their own) or that Keycloak computes.
+const NOT_PUT: &[&str] =
+    &["id", "protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings", "access"];
+
+impl Keycloak {
+    fn id(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("{kind}-{}", self.next_id)
+    }
+
+    /// One top-level field as Keycloak stores and returns it.
+    fn put_field(&mut self, key: &str, v: &Value) {
+        match (key, v) {
+            ("attributes", Value::Object(a)) => {
+                let mut attrs = self.rep.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
+                for (k, v) in a {
+                    // An attribute set to "" is gone from the answer.
+                    if v.as_str() == Some("") || v.is_null() {
+                        attrs.remove(k);
+                    } else {
+                        attrs.insert(k.clone(), v.clone());
+                    }
+                }
+                self.rep.insert("attributes".into(), Value::Object(attrs));
+            }
+            ("serviceAccountsEnabled", v) => {
+                let was = self.rep.get(key) == Some(&json!(true));
+                if v == &json!(true) && !was {
+                    // A new service-account user comes with the realm's default role.
+                    self.sa_realm = BTreeSet::from(["default-roles-realm".to_string()]);
+                    self.sa_clients.clear();
+                } else if v != &json!(true) {
+                    self.sa_realm.clear();
+                    self.sa_clients.clear();
+                }
+                self.rep.insert(key.into(), v.clone());
+            }
+            ("authorizationServicesEnabled", v) => {
+                if v == &json!(true) {
+                    self.client_roles.insert("uma_protection".into());
+                    self.rep.insert(key.into(), v.clone());
+                } else {
+                    // Left out of the answer when false.
+                    self.client_roles.remove("uma_protection");
+                    self.rep.remove(key);
+                }
+            }
+            ("redirectUris" | "webOrigins", Value::Array(a)) => {
+                // Kept as a set: duplicates collapse, order is Keycloak's.
+                let set: BTreeSet<String> = a.iter().filter_map(Value::as_str).map(str::to_string).collect();
+                self.rep.insert(key.into(), json!(set.into_iter().rev().collect::<Vec<_>>()));
+            }
+            ("name" | "description" | "rootUrl" | "adminUrl" | "baseUrl", Value::String(s)) if s.is_empty() => {
+                self.rep.remove(key);
+            }
+            _ => {
+                self.rep.insert(key.into(), v.clone());
+            }
+        }
+    }
+
+    fn store_mapper(&mut self, mut m: Value) -> Value {
+        let id = self.id("mapper");
+        m["id"] = json!(id);
+        let config = m.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut config = config;
+        config.entry("userinfo.token.claim").or_insert(json!("true"));
+        m["config"] = Value::Object(config);
+        m
+    }
+
+    fn mappers(&mut self) -> &mut Vec<Value> {
+        let m = self.rep.entry("protocolMappers").or_insert(json!([]));
+        m.as_array_mut().unwrap()
+    }
+
+    fn scopes(&mut self, key: &str) -> &mut Vec<Value> {
+        self.rep.entry(key).or_insert(json!([])).as_array_mut().unwrap()
+    }
+
+    fn linked(&self, scope: &str) -> bool {
+        ["defaultClientScopes", "optionalClientScopes"]
+            .iter()
+            .any(|k| self.rep.get(*k).and_then(Value::as_array).is_some_and(|a| a.contains(&json!(scope))))
+    }
+
+    fn create(representation: &Value) -> Result<Self, String> {
+        let mut kc = Keycloak::default();
+        let rep = representation.as_object().ok_or("CreateClient without an object")?;
+        let id = kc.id("client");
+        kc.rep.insert("id".into(), json!(id));
+        kc.rep.insert("surrogateAuthRequired".into(), json!(false));
+        kc.rep.insert("nodeReRegistrationTimeout".into(), json!(-1));
+        kc.rep.insert("access".into(), json!({"view": true, "configure": true, "manage": true}));
+        kc.rep.insert(
+            "attributes".into(),
+            json!({"client.secret.creation.time": "1764000000", "backchannel.logout.session.required": "true", "realm_client": "false"}),
+        );
+        for (k, v) in rep {
+            if !NOT_PUT.contains(&k.as_str()) {
+                kc.put_field(k, v);
+            }
+        }
+        let given = |k: &str| rep.get(k).and_then(Value::as_array).cloned();
+        let (default, optional) = match (given("defaultClientScopes"), given("optionalClientScopes")) {
+            (None, None) => (json!(REALM_DEFAULT_SCOPES), json!(REALM_OPTIONAL_SCOPES)),
+            (d, o) => (json!(d.unwrap_or_default()), json!(o.unwrap_or_default())),
+        };
+        kc.rep.insert("defaultClientScopes".into(), default);
+        kc.rep.insert("optionalClientScopes".into(), optional);
+        let mut names = BTreeSet::new();
+        for m in rep.get("protocolMappers").and_then(Value::as_array).into_iter().flatten() {
+            let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+            if !names.insert(name.to_string()) {
+                return Err(format!("409: two mappers named {name:?} in the POST"));
+            }
+            let stored = kc.store_mapper(m.clone());
+            kc.mappers().push(stored);
+        }
+        Ok(kc)
+    }
+
+    fn apply(mut self_: Option<Self>, ops: &[ClientOperation]) -> Result<Self, String> {
+        for op in ops {
+            if let ClientOperation::CreateClient { representation } = op {
+                if self_.is_some() {
+                    return Err("409: CreateClient for a client that exists".into());
+                }
+                self_ = Some(Keycloak::create(representation)?);
+                continue;
+            }
+            let kc = self_.as_mut().ok_or_else(|| format!("404: {op:?} before the client exists"))?;
+            kc.apply_one(op)?;
+        }
+        self_.ok_or_else(|| "no client after the plan".to_string())
+    }
+
+    fn apply_one(&mut self, op: &ClientOperation) -> Result<(), String> {
+        use ClientOperation::*;
+        let sa = self.rep.get("serviceAccountsEnabled") == Some(&json!(true));
+        match op {
+            CreateClient { .. } => unreachable!(),
+            UpdateClient { representation, .. } => {
+                let rep = representation.as_object().ok_or("UpdateClient without an object")?;
+                for (k, v) in rep {
+                    if !NOT_PUT.contains(&k.as_str()) {
+                        self.put_field(k, v);
+                    }
+                }
+            }
+            AddDefaultScope(s) | AddOptionalScope(s) => {
+                if self.linked(s) {
+                    return Err(format!("409: scope {s:?} is already linked"));
+                }
+                let key = if matches!(op, AddDefaultScope(_)) { "defaultClientScopes" } else { "optionalClientScopes" };
+                self.scopes(key).push(json!(s));
+            }
+            RemoveDefaultScope(s) | RemoveOptionalScope(s) => {
+                let key =
+                    if matches!(op, RemoveDefaultScope(_)) { "defaultClientScopes" } else { "optionalClientScopes" };
+                let list = self.scopes(key);
+                let before = list.len();
+                list.retain(|v| v != &json!(s));
+                if list.len() == before {
+                    return Err(format!("404: scope {s:?} is not linked as {key}"));
+                }
+            }
+            CreateMapper(m) => {
+                let name = m.get("name").cloned().unwrap_or(Value::Null);
+                if self.mappers().iter().any(|x| x.get("name") == Some(&name)) {
+                    return Err(format!("409: a mapper named {name} exists"));
+                }
+                let stored = self.store_mapper(m.clone());
+                self.mappers().push(stored);
+            }
+            UpdateMapper { id, representation } => {
+                let slot = self.mappers().iter_mut().find(|x| x.get("id") == Some(&json!(id)));
+                let slot = slot.ok_or_else(|| format!("404: no mapper with id {id}"))?;
+                let mut rep = representation.clone();
+                rep["id"] = json!(id);
+                *slot = rep;
+            }
+            DeleteMapper { id, .. } => {
+                let list = self.mappers();
+                let before = list.len();
+                list.retain(|x| x.get("id") != Some(&json!(id)));
+                if list.len() == before {
+                    return Err(format!("404: no mapper with id {id:?}"));
+                }
+            }
+            CreateClientRole(r) => {
+                if !self.client_roles.insert(r.clone()) {
+                    return Err(format!("409: role {r:?} exists"));
+                }
+            }
+            DeleteClientRole(r) => {
+                if !self.client_roles.remove(r) {
+                    return Err(format!("404: no role {r:?}"));
+                }
+            }
+            GrantRealmRoles(roles) | RevokeRealmRoles(roles) => {
+                if !sa {
+                    return Err("404: no service-account user".into());
+                }
+                for r in roles {
+                    if matches!(op, GrantRealmRoles(_)) {
+                        self.sa_realm.insert(r.clone());
+                    } else {
+                        self.sa_realm.remove(r);
+                    }
+                }
+            }
+            GrantClientRoles { client_id, roles } | RevokeClientRoles { client_id, roles } => {
+                if !sa {
+                    return Err("404: no service-account user".into());
+                }
+                let have = self.sa_clients.entry(client_id.clone()).or_default();
+                for r in roles {
+                    if matches!(op, GrantClientRoles { .. }) {
+                        have.insert(r.clone());
+                    } else {
+                        have.remove(r);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What `observe_client` reads: the GET answer (secret taken out) and, only when the spec manages
+    /// them, the roles.
+    fn observe(&self, desired: &DesiredClient) -> ObservedClient {
+        let mut representation = Value::Object(self.rep.clone());
+        representation.as_object_mut().unwrap().remove("secret");
+        let mut o = ObservedClient { representation, ..ObservedClient::default() };
+        if desired.client_roles.is_some() {
+            o.client_roles = self.client_roles.iter().cloned().collect();
+        }
+        let sa_managed =
+            desired.service_account_realm_roles.is_some() || desired.service_account_client_roles.is_some();
+        if sa_managed && self.rep.get("serviceAccountsEnabled") == Some(&json!(true)) {
+            if desired.service_account_realm_roles.is_some() {
+                o.service_account_realm_roles = self.sa_realm.iter().cloned().collect();
+            }
+            for c in desired.service_account_client_roles.iter().flat_map(|m| m.keys()) {
+                o.service_account_client_roles
+                    .insert(c.clone(), self.sa_clients.get(c).into_iter().flatten().cloned().collect());
+            }
+        }
+        o
+    }
+}
+
+/// Changes made to a client behind kco's back (in the console, by another tool).
+#[derive(Debug, Clone)]
+enum Drift {
+    SetField(usize, Value),
+    RemoveField(usize),
+    SetAttribute(usize, String),
+    RemoveAttribute(usize),
+    AddMapper(String, bool),
+    ChangeMapperConfig(usize, String),
+    ChangeMapperType(usize),
+    MoveScope(usize),
+    AddScope(String),
+    UnlinkScope(usize),
+    AddClientRole(String),
+    RemoveClientRole(usize),
+    AddRealmGrant(String),
+    RemoveRealmGrant(usize),
+    AddClientGrant(usize, String),
+    Unknown(String, Value),
+}
+
+fn drift() -> impl Strategy<Value = Drift> {
+    let small_json = prop_oneof![
+        any::<bool>().prop_map(Value::Bool),
+        hostile_text(12).prop_map(Value::String),
+        proptest::collection::vec(hostile_text(8), 0..3).prop_map(|v| json!(v)),
+        Just(Value::Null),
+        any::<i32>().prop_map(|n| json!(n)),
+    ];
+    let idx = any::<prop::sample::Index>().prop_map(|i| i.index(1 << 16));
+    prop_oneof![
+        (idx.clone(), small_json.clone()).prop_map(|(i, v)| Drift::SetField(i, v)),
+        idx.clone().prop_map(Drift::RemoveField),
+        (idx.clone(), hostile_text(12)).prop_map(|(i, v)| Drift::SetAttribute(i, v)),
+        idx.clone().prop_map(Drift::RemoveAttribute),
+        (valid_text(), any::<bool>()).prop_map(|(n, a)| Drift::AddMapper(n, a)),
+        (idx.clone(), hostile_text(12)).prop_map(|(i, v)| Drift::ChangeMapperConfig(i, v)),
+        idx.clone().prop_map(Drift::ChangeMapperType),
+        idx.clone().prop_map(Drift::MoveScope),
+        valid_text().prop_map(Drift::AddScope),
+        idx.clone().prop_map(Drift::UnlinkScope),
+        valid_text().prop_map(Drift::AddClientRole),
+        idx.clone().prop_map(Drift::RemoveClientRole),
+        valid_text().prop_map(Drift::AddRealmGrant),
+        idx.clone().prop_map(Drift::RemoveRealmGrant),
+        (idx, valid_text()).prop_map(|(i, r)| Drift::AddClientGrant(i, r)),
+        ("x[A-Za-z]{1,10}", small_json).prop_map(|(k, v)| Drift::Unknown(k, v)),
+    ]
+}
+
+fn nth<T: Clone>(items: impl IntoIterator<Item = T>, i: usize) -> Option<T> {
+    let v: Vec<T> = items.into_iter().collect();
+    (!v.is_empty()).then(|| v[i % v.len()].clone())
+}
+
+impl Keycloak {
+    fn drift(&mut self, d: &Drift, desired: &DesiredClient) {
+        match d {
+            Drift::SetField(i, v) => {
+                if let Some(k) = nth(desired.fields.keys().cloned(), *i) {
+                    self.put_field(&k, v);
+                }
+            }
+            Drift::RemoveField(i) => {
+                if let Some(k) = nth(self.rep.keys().filter(|k| !NOT_PUT.contains(&k.as_str())).cloned(), *i) {
+                    if k == "serviceAccountsEnabled" || k == "authorizationServicesEnabled" {
+                        self.put_field(&k, &json!(false));
+                    }
+                    self.rep.remove(&k);
+                }
+            }
+            Drift::SetAttribute(i, v) => {
+                let k = nth(desired.attributes.keys().cloned(), *i).unwrap_or_else(|| "x.drift".into());
+                self.put_field("attributes", &json!({ k: v }));
+            }
+            Drift::RemoveAttribute(i) => {
+                if let Some(Value::Object(a)) = self.rep.get_mut("attributes")
+                    && let Some(k) = nth(a.keys().cloned(), *i)
+                {
+                    a.remove(&k);
+                }
+            }
+            Drift::AddMapper(n, audience) => {
+                let name = if *audience { format!("kco-audience-{n}") } else { n.clone() };
+                if !self.mappers().iter().any(|m| m.get("name") == Some(&json!(name))) {
+                    let m = self.store_mapper(
+                        json!({"name": name, "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper", "config": {}}),
+                    );
+                    self.mappers().push(m);
+                }
+            }
+            Drift::ChangeMapperConfig(i, v) => {
+                let n = self.mappers().len();
+                if n > 0 {
+                    let m = &mut self.mappers()[i % n];
+                    let key = m["config"].as_object().and_then(|c| nth(c.keys().cloned(), *i)).unwrap_or("k".into());
+                    m["config"][key] = json!(v);
+                }
+            }
+            Drift::ChangeMapperType(i) => {
+                let n = self.mappers().len();
+                if n > 0 {
+                    self.mappers()[i % n]["protocolMapper"] = json!("oidc-hardcoded-role-mapper");
+                }
+            }
+            Drift::MoveScope(i) => {
+                let all: Vec<(bool, String)> = ["defaultClientScopes", "optionalClientScopes"]
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(j, k)| {
+                        self.rep
+                            .get(*k)
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(move |v| v.as_str().map(|s| (j == 0, s.to_string())))
+                    })
+                    .collect();
+                if let Some((was_default, s)) = nth(all, *i) {
+                    let (from, to) = if was_default {
+                        ("defaultClientScopes", "optionalClientScopes")
+                    } else {
+                        ("optionalClientScopes", "defaultClientScopes")
+                    };
+                    self.scopes(from).retain(|v| v != &json!(s));
+                    self.scopes(to).push(json!(s));
+                }
+            }
+            Drift::AddScope(s) => {
+                if !self.linked(s) {
+                    self.scopes("defaultClientScopes").push(json!(s));
+                }
+            }
+            Drift::UnlinkScope(i) => {
+                let list = self.scopes("optionalClientScopes");
+                if !list.is_empty() {
+                    let n = list.len();
+                    list.remove(i % n);
+                }
+            }
+            Drift::AddClientRole(r) => {
+                self.client_roles.insert(r.clone());
+            }
+            Drift::RemoveClientRole(i) => {
+                if let Some(r) = nth(self.client_roles.iter().cloned(), *i) {
+                    self.client_roles.remove(&r);
+                }
+            }
+            Drift::AddRealmGrant(r) => {
+                if self.rep.get("serviceAccountsEnabled") == Some(&json!(true)) {
+                    self.sa_realm.insert(r.clone());
+                }
+            }
+            Drift::RemoveRealmGrant(i) => {
+                if let Some(r) = nth(self.sa_realm.iter().cloned(), *i) {
+                    self.sa_realm.remove(&r);
+                }
+            }
+            Drift::AddClientGrant(i, r) => {
+                if self.rep.get("serviceAccountsEnabled") == Some(&json!(true)) {
+                    let c = nth(desired.service_account_client_roles.iter().flatten().map(|(k, _)| k.clone()), *i)
+                        .unwrap_or_else(|| "other-client".into());
+                    self.sa_clients.entry(c).or_default().insert(r.clone());
+                }
+            }
+            Drift::Unknown(k, v) => {
+                self.rep.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Plan against `kc`, apply the plan to the model, and return the model after it.
+fn converge(desired: &DesiredClient, kc: Option<Keycloak>) -> Result<Keycloak, TestCaseError> {
+    let observed = kc.as_ref().map(|k| k.observe(desired));
+    let plan = no_panic("plan_client", &observed, || plan_client(desired, observed.as_ref()))?;
+    Keycloak::apply(kc, &plan.operations)
+        .map_err(|e| TestCaseError::fail(format!("Keycloak would refuse the plan: {e}\nplan: {plan:#?}")))
+}
+
+fn parse_valid(v: &Value) -> Result<KeycloakClientSpec, TestCaseError> {
+    let spec: KeycloakClientSpec =
+        serde_json::from_value(v.clone()).map_err(|e| TestCaseError::fail(format!("does not parse: {e}")))?;
+    let errors = validate_client(&spec);
+    prop_assert!(errors.is_empty(), "valid spec refused: {:?}\n{:#}", errors, v);
+    Ok(spec)
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// The plan converges: a client created from the plan, as Keycloak stores and returns it, needs no
+    /// further operation; and after arbitrary drift in Keycloak one plan, applied, brings it back to a
+    /// state that plans nothing (so a reconcile of a settled client makes no writes).
+    #[test]
+    fn plan_is_empty_after_it_is_applied(v in valid_spec(), drifts in proptest::collection::vec(drift(), 0..8)) {
+        let spec = parse_valid(&v)?;
+        let owner = Owner { namespace: "ns".into(), name: "n".into(), uid: "u".into() };
+        let desired = DesiredClient::from_spec(&spec, Some(&owner));
+
+        let created = converge(&desired, None)?;
+        let again = plan_client(&desired, Some(&created.observe(&desired)));
+        prop_assert!(again.is_empty(), "plan after create is not empty: {:#?}\nKeycloak: {:#?}", again, created.rep);
+
+        let mut drifted = created;
+        for d in &drifts {
+            drifted.drift(d, &desired);
+        }
+        drifted.rep.insert("xKcoUnmanaged".into(), json!({"kept": ["€", 1]}));
+        let observed = drifted.observe(&desired);
+        let plan = plan_client(&desired, Some(&observed));
+        // Planning is a function of what it reads: the same state plans the same operations.
+        prop_assert_eq!(&plan, &plan_client(&desired, Some(&observed)));
+        // GET → merge → PUT keeps every field kco does not manage.
+        for op in &plan.operations {
+            if let ClientOperation::UpdateClient { representation, .. } = op {
+                for (k, have) in drifted.rep.iter().filter(|(k, _)| !NOT_PUT.contains(&k.as_str())) {
+                    if !desired.fields.contains_key(k) && k != "attributes" {
+                        prop_assert_eq!(representation.get(k), Some(have), "PUT lost unmanaged field {}", k);
+                    }
+                }
+                let attrs = representation.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
+                for (k, have) in drifted.rep.get("attributes").and_then(Value::as_object).into_iter().flatten() {
+                    if !desired.attributes.contains_key(k) {
+                        prop_assert_eq!(attrs.get(k), Some(have), "PUT lost unmanaged attribute {}", k);
+                    }
+                }
+            }
+        }
+        let settled = converge(&desired, Some(drifted))?;
+        let after = plan_client(&desired, Some(&settled.observe(&desired)));
+        prop_assert!(after.is_empty(), "plan after applying the drift plan is not empty: {:#?}\nKeycloak: {:#?}", after, settled.rep);
+        prop_assert_eq!(settled.rep.get("xKcoUnmanaged"), Some(&json!({"kept": ["€", 1]})));
     }
 }

@@ -1,11 +1,19 @@
-//! Property tests over parse → validate → plan, bounded so they run on every `cargo test` (and so in
-//! CI) in a few seconds:
+//! Property tests over parse → validate → render → plan. Bounded so they run on every `cargo test`
+//! in a few seconds; `KCO_PROPTEST_SCALE=n` (set to 50 by `dev/test --long`) multiplies every case
+//! count, `PROPTEST_CASES` overrides them.
 //!
-//! - specs of every shape, full of hostile strings (wildcards, `{{`, whitespace, huge numbers, unknown
-//!   time zones, dangling references): parsing, validating and planning never panic, and every
-//!   validation error names a `spec.` field;
+//! - validation is total: specs of every shape with hostile contents in every list and map (long and
+//!   multi-byte strings, combining marks, bidi controls, NUL, confusables; mappers, additional Secrets
+//!   with hostile key names and templates, rotation, flows, the whole authorizationSettings) are
+//!   validated, rendered (`formats::validate_additional`, `formats::render_additional`) and planned
+//!   without a panic (caught with `catch_unwind` and reported with the input), and every validation
+//!   error names a `spec.` field;
+//! - validation is a function of the spec's content: a serde round trip gets the same errors;
 //! - arbitrary JSON and text never make the spec parser panic;
-//! - specs built only from valid parts are accepted by validation, and a plan for them creates the client.
+//! - specs built only from valid parts are accepted, and a plan for them creates the client;
+//! - the plan converges: applied to a model of Keycloak (what it adds, omits and refuses), a create
+//!   plan and, after arbitrary drift, an update plan each leave nothing to plan; planning is
+//!   deterministic, and the GET-merge-PUT keeps every field and attribute kco does not manage.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -314,16 +314,38 @@ async fn deletion_waits_for_an_unreachable_keycloak() {
         "spec": {"url": proxy.url(), "publicUrl": env.keycloak_url, "adminSecretRef": {"name": "keycloak-admin"}}}),
     )
     .await;
-    let _op = Operator::start(KCO, &ns, &["--resync", "5m"]).await;
+    let op = Operator::start(KCO, &ns, &["--resync", "5m"]).await;
     env.apply(&ns, client("svc", json!({"clientId": "svc", "realmRef": {"name": "realm"}}))).await;
     let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
     let path = format!("{ns}/clients/{}", s["internalId"].as_str().unwrap());
 
+    // Keycloak requests the cleanup makes (or the admin token it would need first), counted when sent,
+    // so requests that never reach Keycloak count too.
+    let attempts = || async {
+        op.counter("kco_keycloak_requests", &[("method", "GET"), ("kind", "client")]).await
+            + op.counter("kco_keycloak_requests", &[("method", "DELETE"), ("kind", "client")]).await
+            + op.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "token")]).await
+    };
     proxy.stop().await;
+    let errors_before = op.counter("kco_reconciliations", &[("result", "error")]).await;
+    let attempts_before = attempts().await;
     env.delete(&ns, client("svc", json!({}))).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Proof that the operator tried while Keycloak was unreachable: the object's only reconciles now
+    // are cleanups, and at least two of them (the first and a retry after backoff) failed after trying
+    // to reach Keycloak.
+    wait_for("two failed cleanups while Keycloak is unreachable", Duration::from_secs(60), || async {
+        let errors = op.counter("kco_reconciliations", &[("result", "error")]).await - errors_before;
+        let tried = attempts().await - attempts_before;
+        (errors >= 2 && tried >= 2).then_some(())
+    })
+    .await;
     let obj = env.get(&ns, "kco.dev/v1", "KeycloakClient", "svc").await.expect("finalizer holds the object");
     assert!(obj["metadata"]["deletionTimestamp"].is_string());
+    assert!(
+        obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()),
+        "kco's finalizer is still there: {}",
+        obj["metadata"]
+    );
     assert!(env.keycloak_get(&path).await.is_some(), "client must still exist: nothing was deleted yet");
 
     proxy.resume().await;

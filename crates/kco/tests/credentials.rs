@@ -257,7 +257,8 @@ async fn with_a_grace_period_the_old_secret_works_until_it_ends() {
         ),
     )
     .await;
-    env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let path = format!("{ns}/clients/{}", s["internalId"].as_str().unwrap());
     let before = env.secret_data(&ns, "svc-credentials").await.unwrap();
     let url = before["token-endpoint"].clone();
     let old = before["client-secret"].clone();
@@ -266,14 +267,53 @@ async fn with_a_grace_period_the_old_secret_works_until_it_ends() {
         (d["client-secret"] != old).then(|| d["client-secret"].clone())
     })
     .await;
-    let rotated_at = std::time::Instant::now();
-    // During the grace period both secrets get tokens.
+    // The instants Keycloak recorded (epoch seconds), not when this test noticed the Secret change:
+    // the new secret's creation (the rotation) and the end of the previous secret's grace period.
+    let attrs = env.keycloak_get(&path).await.expect("the Keycloak client")["attributes"].clone();
+    let epoch = |k: &str| -> i64 {
+        attrs[k].as_str().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("attribute {k} missing: {attrs}"))
+    };
+    let rotated = epoch("client.secret.creation.time");
+    let grace_end = epoch("client.secret.rotated.expiration.time");
+    assert!((grace_end - rotated - 10).abs() <= 1, "grace period is not 10s: rotated {rotated}, ends {grace_end}");
+    if let Some(last) = env.client_status(&ns, "svc").await["lastRotation"].as_str() {
+        let last: jiff::Timestamp = last.parse().unwrap();
+        assert!(
+            (last.as_second() - rotated).abs() <= 5,
+            "status.lastRotation {last} is not Keycloak's rotation {rotated}"
+        );
+    }
+    let now = || jiff::Timestamp::now().as_second();
+    // During the grace period both secrets get tokens (checked, and finished, before it ends).
+    let checked_from = now();
     env.client_credentials(&url, "svc", &new).await.unwrap();
     env.client_credentials(&url, "svc", &old).await.expect("the previous secret works during the grace period");
-    assert!(rotated_at.elapsed() < Duration::from_secs(8), "checked too late to prove the grace period");
-    // After it, only the new one.
-    tokio::time::sleep(Duration::from_secs(12).saturating_sub(rotated_at.elapsed())).await;
-    assert!(env.client_credentials(&url, "svc", &old).await.is_err(), "the previous secret outlived its grace period");
+    let checked_until = now();
+    assert!(
+        checked_from >= rotated && checked_until < grace_end,
+        "checked at {checked_from}..{checked_until}, outside the grace period {rotated}..{grace_end}"
+    );
+    // The previous secret keeps working up to the recorded end and stops right after it (Keycloak's
+    // clock has whole seconds: one second of slack either side).
+    let stopped = wait_for("the previous secret stops working", Duration::from_secs(30), || async {
+        let asked = now();
+        let works = env.client_credentials(&url, "svc", &old).await.is_ok();
+        let answered = now();
+        if works {
+            assert!(
+                answered <= grace_end + 1,
+                "the previous secret outlived its grace period: works at {answered}, ended {grace_end}"
+            );
+            None
+        } else {
+            Some(asked)
+        }
+    })
+    .await;
+    assert!(
+        stopped >= grace_end - 1,
+        "the previous secret stopped at {stopped}, before its grace period ended ({grace_end})"
+    );
     env.client_credentials(&url, "svc", &new).await.unwrap();
 }
 

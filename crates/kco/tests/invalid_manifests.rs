@@ -395,10 +395,11 @@ async fn operator_refuses_its_part_of_the_corpus_with_invalid_spec_and_no_keyclo
 
     // Every client here is invalid, so the operator must not have sent one request to Keycloak for them —
     // (the realm and instance status checks aside). The metric must exist for that zero to mean anything.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Wait for the count to settle (requests still in flight would land after the verdicts).
+    let settled = settled_keycloak_requests(&op).await;
     let metrics = keycloak_request_lines(&op).await;
     assert!(!metrics.is_empty(), "the operator does not export kco_keycloak_requests");
-    let requests = op.client_keycloak_requests().await - baseline;
+    let requests = settled - baseline;
     eprintln!("{} operator-refused manifests checked in {:?}", cases.len(), started.elapsed());
     op.stop().await;
     assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));

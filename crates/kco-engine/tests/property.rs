@@ -18,8 +18,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kco_api::Endpoints;
 use kco_api::KeycloakClientSpec;
+use kco_api::{AdditionalSecret, Endpoints};
 use kco_engine::formats;
 use kco_engine::secret::Credentials;
 use kco_engine::{ClientOperation, DesiredClient, ObservedClient, Owner, plan_client, validate_client};
@@ -350,17 +350,31 @@ fn mappers() -> impl Strategy<Value = Option<Value>> {
 }
 
 fn additional_secrets() -> impl Strategy<Value = Option<Value>> {
-    let secret = (
+    proptest::option::of(proptest::collection::vec(additional_secret(), 0..3).prop_map(Value::Array))
+}
+
+/// Secret data key names: valid, invalid ASCII, and long or multi-byte (beyond 253 bytes, with a
+/// character boundary off byte 32, where a byte slice of the key panics).
+fn data_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("CLIENT_ID".to_string()),
+        Just("..x".to_string()),
+        Just(".".to_string()),
+        "[A-Za-z0-9._-]{1,300}",
+        (0usize..40, 80usize..200).prop_map(|(a, n)| format!("{}{}", "K".repeat(a), "€".repeat(n))),
+        ("[A-Z_]{0,31}", prop_oneof![Just("é"), Just("😀"), Just("\u{0301}")], 1usize..300)
+            .prop_map(|(p, c, n)| format!("{p}{}", c.repeat(n))),
+        nasty_string()
+    ]
+}
+
+/// One `additionalSecrets` entry of any shape serde accepts.
+fn additional_secret() -> impl Strategy<Value = Value> {
+    (
         nasty_string(),
         proptest::option::of(prop_oneof![Just("mlflow"), Just("phoenix"), Just("otel-collector")]),
         proptest::option::of(proptest::collection::btree_map(
-            prop_oneof![
-                Just("CLIENT_ID".to_string()),
-                Just("..x".to_string()),
-                Just(".".to_string()),
-                "[A-Za-z0-9._-]{1,300}",
-                nasty_string()
-            ],
+            data_key(),
             prop_oneof![
                 Just("{{clientId}}".to_string()),
                 Just("{{clientSecret}}".to_string()),
@@ -394,8 +408,7 @@ fn additional_secrets() -> impl Strategy<Value = Option<Value>> {
             set(&mut m, "labels", labels.map(|v| json!(v)));
             set(&mut m, "annotations", annotations.map(|v| json!(v)));
             Value::Object(m)
-        });
-    proptest::option::of(proptest::collection::vec(secret, 0..3).prop_map(Value::Array))
+        })
 }
 
 /// A spec of any shape serde accepts, with hostile contents.
@@ -608,7 +621,7 @@ fn validate_and_plan(spec: &KeycloakClientSpec, junk: Value, roles: Vec<String>)
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(128))]
 
     /// Validation is total: any spec serde accepts (long, multi-byte, hostile contents in every list
     /// and map) is validated, rendered and planned without a panic, and every error names a field.
@@ -632,6 +645,21 @@ proptest! {
         let first = no_panic("validate_client", &spec, || validate_client(&spec))?;
         let second = no_panic("validate_client", &again, || validate_client(&again))?;
         prop_assert_eq!(first, second);
+    }
+
+    /// Additional Secrets alone, many more of them: checking and rendering any entry (hostile key
+    /// names and templates, for public and confidential clients) never panics, and errors have text.
+    #[test]
+    fn additional_secrets_never_panic(v in additional_secret(), public in any::<bool>()) {
+        let extra: AdditionalSecret = serde_json::from_value(v.clone())
+            .map_err(|e| TestCaseError::fail(format!("generated entry does not parse: {e}\n{v:#}")))?;
+        let errs = no_panic("formats::validate_additional", &extra, || formats::validate_additional(&extra, 0, public))?;
+        for e in &errs {
+            prop_assert!(!e.to_string().is_empty(), "format error without text: {e:?}");
+        }
+        no_panic("formats::render_additional", &extra, || {
+            let _ = formats::render_additional(&extra, &credentials(!public), "team-€");
+        })?;
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use kco_api::{AdditionalSecret, SecretFormat};
 use secrecy::ExposeSecret;
 
+use crate::kube_names::{check_data_key, check_object_name};
 use crate::secret::{Credentials, SecretData};
 
 /// One unusable `additionalSecrets` entry: the field (path from `spec`, Kubernetes field-path style) and
@@ -135,45 +136,6 @@ fn parse_template(t: &str) -> Result<Vec<Piece<'_>>, String> {
     Ok(pieces)
 }
 
-/// Kubernetes' rule for Secret and ConfigMap data keys (`IsConfigMapKey`).
-fn check_data_key(key: &str) -> Result<(), String> {
-    let fix = "use letters, digits, '-', '_' and '.' (at most 253 characters), like CLIENT_ID";
-    if key.is_empty() {
-        return Err(format!("a key name must not be empty; {fix}"));
-    }
-    if key.len() > 253 {
-        let head: String = key.chars().take(32).collect();
-        return Err(format!("key name {head:?}… is {} bytes long; {fix}", key.len()));
-    }
-    if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
-        return Err(format!("{key:?} is not a valid Secret data key; {fix}"));
-    }
-    if key == "." || key.starts_with("..") {
-        return Err(format!("{key:?} is not a valid Secret data key (it must not be '.' or start with '..'); {fix}"));
-    }
-    Ok(())
-}
-
-/// A Secret name: an RFC 1123 subdomain.
-fn check_secret_name(name: &str) -> Result<(), String> {
-    let fix = "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit \
-               (at most 253 characters), like app-oidc";
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        !b.is_empty()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            && b.first() != Some(&b'-')
-            && b.last() != Some(&b'-')
-    };
-    if name.is_empty() {
-        return Err(format!("must not be empty; {fix}"));
-    }
-    if name.len() > 253 || !name.split('.').all(label_ok) {
-        return Err(format!("{name:?} is not a valid Secret name; {fix}"));
-    }
-    Ok(())
-}
-
 enum Origin {
     Preset(SecretFormat),
     Keys,
@@ -217,7 +179,7 @@ fn plan<'s>(
 ) -> (BTreeMap<&'s str, Entry<'s>>, Vec<FormatError>) {
     let mut errs = Vec::new();
     let mut entries = BTreeMap::new();
-    if let Err(why) = check_secret_name(&spec.name) {
+    if let Err(why) = check_object_name(&spec.name) {
         errs.push(FormatError::new(format!("{at}.name"), why));
     }
     let keys = spec.keys.as_ref().filter(|k| !k.is_empty());

@@ -8,6 +8,7 @@ pub mod error;
 pub mod formats;
 pub mod grace;
 pub mod guard;
+pub mod kube_names;
 pub mod observe;
 pub mod plan;
 pub mod schedule;

@@ -355,6 +355,32 @@ mod tests {
     }
 
     /// What Keycloak would hand back after creating `desired` (plus fields it adds on its own).
+    /// Keycloak's answer is data from outside: every odd shape plans without a panic (issue #8:
+    /// index-assignment on a mapper that was not an object used to panic).
+    #[test]
+    fn odd_keycloak_answers_plan_without_a_panic() {
+        let spec: kco_api::KeycloakClientSpec = serde_json::from_value(json!({
+            "clientId": "c", "realmRef": {"name": "r"}, "audiences": ["api"], "clientRoles": ["a"],
+            "defaultClientScopes": ["profile"],
+            "protocolMappers": [{"name": "m", "protocolMapper": "oidc-hardcoded-claim-mapper", "config": {"k": "v"}}]
+        }))
+        .unwrap();
+        let d = DesiredClient::from_spec(&spec, Some(&owner()));
+        for odd in [
+            json!(null),
+            json!("a string"),
+            json!([1, 2]),
+            json!({"protocolMappers": "not a list", "attributes": 7, "defaultClientScopes": {"x": 1}}),
+            json!({"protocolMappers": [null, 5, "m", {"name": 5}, {"name": "m", "protocolMapper": "oidc-hardcoded-claim-mapper",
+                "protocol": "openid-connect", "config": "not a map"}]}),
+            json!({"protocolMappers": [{"name": "m", "protocolMapper": "oidc-hardcoded-claim-mapper", "protocol": "openid-connect",
+                "config": {"k": 1}}], "redirectUris": [1, null], "attributes": {"kco.dev/owner": []}}),
+        ] {
+            let plan = plan_client(&d, Some(&obs(&odd)));
+            assert!(!plan.is_empty(), "{odd}");
+        }
+    }
+
     fn as_keycloak_returns(desired: &DesiredClient) -> Value {
         let mut rep = desired.create_representation();
         let o = rep.as_object_mut().unwrap();

@@ -12,6 +12,8 @@ use kco_api::{
 };
 
 use crate::desired::AUDIENCE_MAPPER_PREFIX;
+use crate::kube_names::is_dns_label;
+pub use crate::kube_names::{check_data_key, check_label_value, check_object_name, check_qualified_name};
 use crate::{OWNER_ATTRIBUTE, formats, schedule};
 
 /// One broken rule: the field (JSON path from `spec`) and a message a person can act on.
@@ -880,80 +882,6 @@ pub fn check_url(url: &str, relative: bool) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// A Kubernetes object name (DNS-1123 subdomain).
-pub fn check_object_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} must be a valid object name (DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)"
-        ))
-    }
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63 && !s.contains('.') && check_object_name(s).is_ok()
-}
-
-/// A key of a Secret or ConfigMap.
-pub fn check_data_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 253 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
-        return Err("must be a Secret key: letters, digits, '-', '_' and '.', at most 253 characters".into());
-    }
-    if key == "." || key.starts_with("..") {
-        return Err("must not be \".\" or start with \"..\"".into());
-    }
-    Ok(())
-}
-
-/// A label or annotation key: an optional DNS subdomain prefix and `/`, then a name of at most 63
-/// characters (letters, digits, `-`, `_`, `.`, starting and ending alphanumeric).
-pub fn check_qualified_name(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix
-        && check_object_name(p).is_err()
-    {
-        return Err("the prefix before / must be a DNS subdomain like example.com".into());
-    }
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err("must be a qualified name: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, optionally prefixed by a DNS subdomain and /".into())
-    }
-}
-
-/// A label value: empty, or at most 63 letters, digits, `-`, `_`, `.`, starting and ending alphanumeric.
-pub fn check_label_value(v: &str) -> Result<(), String> {
-    let ok = v.is_empty()
-        || (v.len() <= 63
-            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && v.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric()));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "value {v:?} is not a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ))
-    }
 }
 
 #[cfg(test)]

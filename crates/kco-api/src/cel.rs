@@ -10,12 +10,7 @@ use serde_json::{Map, Value, json};
 
 /// RFC 3986 scheme followed by `:`, as a CEL regex fragment.
 const SCHEME: &str = "[a-zA-Z][a-zA-Z0-9+.-]*:";
-/// Longest URI kco accepts in a list or URL field.
-pub(crate) const MAX_URI: u64 = 2048;
-/// Most entries in a list whose items carry CEL rules.
-pub(crate) const MAX_ITEMS: u64 = 256;
-/// Longest name (role, scope, mapper, policy, …).
-pub(crate) const MAX_NAME: u64 = 255;
+use crate::limits::{MAX_ADDITIONAL_SECRETS, MAX_ITEMS, MAX_NAME, MAX_URI};
 /// DNS-1123 subdomain (object names such as a Secret's).
 pub(crate) const DNS1123_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// DNS-1123 label (namespace names).
@@ -181,7 +176,7 @@ pub(crate) fn bounded_named_list() -> impl FnMut(&mut Schema) {
 /// Additional Secrets: at most 16, keyed by their unique `name`.
 pub(crate) fn additional_secrets() -> impl FnMut(&mut Schema) {
     merge(json!({
-        "maxItems": 16,
+        "maxItems": MAX_ADDITIONAL_SECRETS,
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["name"],
     }))

@@ -12,6 +12,19 @@ pub use common::*;
 pub use instance::*;
 pub use realm::*;
 
+/// Size limits of the spec: the CRD's schema (so the apiserver refuses at once, and CEL's cost
+/// stays bounded) and kco's own validation both take them from here.
+pub mod limits {
+    /// Longest URI kco accepts in a list or URL field.
+    pub const MAX_URI: usize = 2048;
+    /// Most entries of a URI list, scope list or protocol mapper list.
+    pub const MAX_ITEMS: usize = 256;
+    /// Longest name of a role, scope, mapper, policy, ….
+    pub const MAX_NAME: usize = 255;
+    /// Most additional Secrets.
+    pub const MAX_ADDITIONAL_SECRETS: usize = 16;
+}
+
 /// The API group of every kco resource.
 pub const GROUP: &str = "kco.dev";
 /// The group the reference operator used; the CLI accepts it as an alias of [`GROUP`].

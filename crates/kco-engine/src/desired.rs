@@ -140,27 +140,10 @@ impl DesiredClient {
         }
 
         let mut a = BTreeMap::new();
-        a.insert("display.on.consent.screen".into(), s.display_on_consent_screen.to_string());
-        a.insert("include.in.token.scope".into(), s.include_in_token_scope.to_string());
-        if let Some(v) = s.access_token_lifespan {
-            a.insert("access.token.lifespan".into(), v.to_string());
-        }
-        if let Some(v) = s.client_session_idle_timeout {
-            a.insert("client.session.idle.timeout".into(), v.to_string());
-        }
-        if let Some(v) = s.client_session_max_lifespan {
-            a.insert("client.session.max.lifespan".into(), v.to_string());
-        }
-        if let Some(v) = s.refresh_token_lifespan {
-            // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
-            // timeout is the client-level knob that bounds how long a refresh token stays usable.
-            a.insert("client.offline.session.idle.timeout".into(), v.to_string());
-        }
-        if let Some(m) = s.pkce_code_challenge_method {
-            a.insert("pkce.code.challenge.method".into(), m.as_str().to_string());
-        }
-        if let Some(uris) = &spec.post_logout_redirect_uris {
-            a.insert("post.logout.redirect.uris".into(), uris.join("##"));
+        for (key, _, value) in typed_attributes(spec) {
+            if let Some(v) = value {
+                a.insert(key.to_string(), v);
+            }
         }
         if let Some(extra) = &spec.attributes {
             for (k, v) in extra {
@@ -219,4 +202,32 @@ pub fn grace_rule(rotation: &kco_api::SecretRotation) -> Option<String> {
     let grace = crate::schedule::parse_grace_period(rotation.grace_period.as_deref()?).ok()?;
     let period = crate::schedule::parse_period(&rotation.rotation_period).map_or(90 * 86_400, |p| p.as_secs());
     Some(crate::grace::rule_id(grace.as_secs(), period))
+}
+
+/// The Keycloak client attributes that typed spec fields manage: (attribute, spec field, the value the
+/// spec asks for — `None` when the field is omitted). The one table for building the client and for
+/// refusing the same attribute in `spec.attributes`; a new attribute-backed setting is one row here.
+pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static str, Option<String>); 8] {
+    let s = &spec.settings;
+    let secs = |v: Option<i64>| v.map(|v| v.to_string());
+    [
+        ("display.on.consent.screen", "settings.displayOnConsentScreen", Some(s.display_on_consent_screen.to_string())),
+        ("include.in.token.scope", "settings.includeInTokenScope", Some(s.include_in_token_scope.to_string())),
+        ("access.token.lifespan", "settings.accessTokenLifespan", secs(s.access_token_lifespan)),
+        ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", secs(s.client_session_idle_timeout)),
+        ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", secs(s.client_session_max_lifespan)),
+        // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
+        // timeout is the client-level knob that bounds how long a refresh token stays usable.
+        ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", secs(s.refresh_token_lifespan)),
+        (
+            "pkce.code.challenge.method",
+            "settings.pkceCodeChallengeMethod",
+            s.pkce_code_challenge_method.map(|m| m.as_str().to_string()),
+        ),
+        (
+            "post.logout.redirect.uris",
+            "postLogoutRedirectUris",
+            spec.post_logout_redirect_uris.as_ref().map(|u| u.join("##")),
+        ),
+    ]
 }

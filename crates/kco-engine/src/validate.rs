@@ -30,14 +30,8 @@ impl ValidationError {
     }
 }
 
-/// Longest URI accepted in a URI list or URL field (as the CRD schema says).
-pub const MAX_URI: usize = 2048;
-/// Most entries of a URI list, scope list or protocol mapper list (as the CRD schema says).
-pub const MAX_ITEMS: usize = 256;
-/// Longest name of a role, scope, mapper, policy, … (as the CRD schema says).
-pub const MAX_NAME: usize = 255;
-/// Most additional Secrets (as the CRD schema says).
-pub const MAX_ADDITIONAL_SECRETS: usize = 16;
+pub use kco_api::limits::{MAX_ADDITIONAL_SECRETS, MAX_ITEMS, MAX_NAME, MAX_URI};
+
 #[derive(Default)]
 struct Errors(Vec<ValidationError>);
 
@@ -300,17 +294,7 @@ fn attributes(spec: &KeycloakClientSpec, e: &mut Errors) {
     let Some(attrs) = &spec.attributes else {
         return;
     };
-    let s = &spec.settings;
-    let typed: [(&str, &str, bool); 8] = [
-        ("display.on.consent.screen", "settings.displayOnConsentScreen", true),
-        ("include.in.token.scope", "settings.includeInTokenScope", true),
-        ("access.token.lifespan", "settings.accessTokenLifespan", s.access_token_lifespan.is_some()),
-        ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", s.client_session_idle_timeout.is_some()),
-        ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", s.client_session_max_lifespan.is_some()),
-        ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", s.refresh_token_lifespan.is_some()),
-        ("pkce.code.challenge.method", "settings.pkceCodeChallengeMethod", s.pkce_code_challenge_method.is_some()),
-        ("post.logout.redirect.uris", "postLogoutRedirectUris", spec.post_logout_redirect_uris.is_some()),
-    ];
+    let typed = crate::desired::typed_attributes(spec);
     for key in attrs.keys() {
         if key.trim().is_empty() {
             e.push("attributes", "keys must not be empty");
@@ -319,7 +303,7 @@ fn attributes(spec: &KeycloakClientSpec, e: &mut Errors) {
                 format!("attributes.{key}"),
                 format!("must not set {OWNER_ATTRIBUTE}; kco records the owning KeycloakClient there"),
             );
-        } else if let Some((_, field, _)) = typed.iter().find(|(k, _, managed)| *k == key && *managed) {
+        } else if let Some((_, field, _)) = typed.iter().find(|(k, _, value)| *k == key && value.is_some()) {
             e.push(
                 format!("attributes.{key}"),
                 format!(

@@ -256,6 +256,31 @@ impl Env {
     }
 }
 
+/// A KeycloakClient manifest named `name` with `spec`.
+pub fn client(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
+}
+
+/// The seed's confidential client-credentials spec in KeycloakRealm `realm`, with `extra`'s fields set.
+pub fn confidential(client_id: &str, extra: Value) -> Value {
+    let mut spec = json!({"clientId": client_id, "realmRef": {"name": "realm"},
+        "settings": {"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false}});
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
+/// A fresh namespace with a KeycloakInstance, a KeycloakRealm `realm` (Keycloak realm = namespace
+/// name) and an operator (`bin`) watching it with `--resync resync`.
+pub async fn setup(bin: &str, prefix: &str, resync: &str) -> (Env, String, Operator) {
+    let env = Env::connect().await;
+    let ns = env.namespace(prefix).await;
+    env.keycloak_setup(&ns, &ns).await;
+    let op = Operator::start(bin, &ns, &["--resync", resync]).await;
+    (env, ns, op)
+}
+
 /// The claims of a JWT (not verified: the test got it straight from Keycloak).
 pub fn jwt_claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT has three parts");

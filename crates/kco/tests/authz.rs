@@ -5,23 +5,15 @@
 
 use std::time::Duration;
 
-use kco_testing::{Env, Operator, event_notes, wait_for};
+use kco_testing::{Env, Operator, client, event_notes, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const KCO: &str = env!("CARGO_BIN_EXE_kco");
 const READY: Duration = Duration::from_secs(120);
 
-fn client(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
-}
-
 async fn setup(prefix: &str) -> (Env, String, Operator) {
-    let env = Env::connect().await;
-    let ns = env.namespace(prefix).await;
-    env.keycloak_setup(&ns, &ns).await;
-    let op = Operator::start(KCO, &ns, &["--resync", "2s"]).await;
-    (env, ns, op)
+    kco_testing::setup(KCO, prefix, "2s").await
 }
 
 /// `setup`, plus a plain client `probe` whose reconcile creates the Keycloak realm, so a test can seed

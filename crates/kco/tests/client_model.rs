@@ -4,23 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use kco_testing::{Env, Operator, TcpProxy, TlsProxy, event_notes, wait_for};
+use kco_testing::{Env, Operator, TcpProxy, TlsProxy, client, event_notes, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const KCO: &str = env!("CARGO_BIN_EXE_kco");
 const READY: Duration = Duration::from_secs(120);
 
-fn client(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
-}
-
 async fn setup(prefix: &str) -> (Env, String, Operator) {
-    let env = Env::connect().await;
-    let ns = env.namespace(prefix).await;
-    env.keycloak_setup(&ns, &ns).await;
-    let op = Operator::start(KCO, &ns, &["--resync", "2s"]).await;
-    (env, ns, op)
+    kco_testing::setup(KCO, prefix, "2s").await
 }
 
 async fn keycloak_client(env: &Env, realm: &str, status: &Value) -> Value {

@@ -4,31 +4,14 @@
 
 use std::time::Duration;
 
-use kco_testing::{Env, Operator, event_notes, wait_for};
-use serde_json::{Value, json};
+use kco_testing::{Env, Operator, client, confidential, event_notes, wait_for};
+use serde_json::json;
 
 const KCO: &str = env!("CARGO_BIN_EXE_kco");
 const READY: Duration = Duration::from_secs(120);
 
-fn client(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
-}
-
-fn confidential(client_id: &str, extra: Value) -> Value {
-    let mut spec = json!({"clientId": client_id, "realmRef": {"name": "realm"},
-        "settings": {"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false}});
-    for (k, v) in extra.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    spec
-}
-
 async fn setup(prefix: &str, resync: &str) -> (Env, String, Operator) {
-    let env = Env::connect().await;
-    let ns = env.namespace(prefix).await;
-    env.keycloak_setup(&ns, &ns).await;
-    let op = Operator::start(KCO, &ns, &["--resync", resync]).await;
-    (env, ns, op)
+    kco_testing::setup(KCO, prefix, resync).await
 }
 
 #[tokio::test]

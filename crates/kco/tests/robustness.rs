@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use kco_testing::{Env, Operator, wait_for};
+use kco_testing::{Env, Operator, client, confidential, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,25 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const KCO: &str = env!("CARGO_BIN_EXE_kco");
 const READY: Duration = Duration::from_secs(120);
 
-fn client(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
-}
-
-fn confidential(client_id: &str, extra: Value) -> Value {
-    let mut spec = json!({"clientId": client_id, "realmRef": {"name": "realm"},
-        "settings": {"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false}});
-    for (k, v) in extra.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    spec
-}
-
 async fn setup(prefix: &str, resync: &str) -> (Env, String, Operator) {
-    let env = Env::connect().await;
-    let ns = env.namespace(prefix).await;
-    env.keycloak_setup(&ns, &ns).await;
-    let op = Operator::start(KCO, &ns, &["--resync", resync]).await;
-    (env, ns, op)
+    kco_testing::setup(KCO, prefix, resync).await
 }
 
 async fn realm_ready(env: &Env, ns: &str) {

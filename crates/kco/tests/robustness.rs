@@ -69,6 +69,26 @@ async fn a_hostile_object_fails_alone_while_a_valid_one_beside_it_reaches_ready(
 }
 
 #[tokio::test]
+async fn a_panic_in_one_reconcile_fails_that_object_and_the_operator_serves_the_others() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("this test needs the operator's fault hook: run it with --features kco/fault-injection (dev/test does)");
+    }
+    let env = Env::connect().await;
+    let ns = env.namespace("panic").await;
+    env.keycloak_setup(&ns, &ns).await;
+    let mut op = Operator::start_with_env(KCO, &ns, &["--resync", "5m"], &[("KCO_FAULT_PANIC_ON", "boom")]).await;
+    env.apply(&ns, client("boom", confidential("boom", json!({})))).await;
+    env.apply(&ns, client("fine", confidential("fine", json!({})))).await;
+    let s = env.wait_phase(&ns, "boom", "Failed", READY).await;
+    assert_eq!(s["reason"], "InternalError", "{s}");
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("KeycloakClient {ns}/boom")) && msg.contains("bug in kco"), "{msg}");
+    env.wait_phase(&ns, "fine", "Ready", READY).await;
+    assert_eq!(op.exit_code(), None, "the operator exited");
+    assert!(op.counter("kco_reconciliations", &[("result", "panic")]).await >= 1);
+}
+
+#[tokio::test]
 async fn a_composite_role_reaching_realm_admin_is_not_granted_without_the_realms_allowance() {
     let (env, ns, op) = setup("composite", "5m").await;
     realm_ready(&env, &ns).await;

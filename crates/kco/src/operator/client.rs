@@ -45,6 +45,12 @@ async fn reconcile_object(
     guarded: Arc<GuardedClient>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
+    // Test hook: a reconcile of the named object panics, to show it fails alone.
+    #[cfg(feature = "fault-injection")]
+    #[allow(clippy::panic)]
+    if std::env::var("KCO_FAULT_PANIC_ON").is_ok_and(|n| n == guarded.name_any()) {
+        panic!("KCO_FAULT_PANIC_ON is set for {}", guarded.name_any());
+    }
     let ns = guarded.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", guarded.name_any());
     let kc = match &guarded.parsed {
@@ -247,7 +253,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
 
 /// Bring Keycloak and the Secret in line with the spec, step by step: validate → resolve → find the
 /// client (creating the realm when it is missing) → build the desired state → plan and apply →
-/// credentials → Secrets. Each step records what status should say in `facts`.
+/// Authorization Services → credentials → Secrets. Each step records what status should say in `facts`.
 async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -> Result<Converged, ReconcileError> {
     check_spec(kc)?;
     let target = resolve(ctx, kc, facts).await?;
@@ -259,10 +265,16 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -
         other => other?,
     };
     let desired = desired_client(kc, &target).await?;
-    let applied = apply_client(ctx, kc, &target, &desired, existing).await?;
+    let mut applied = apply_client(ctx, kc, &target, &desired, existing).await?;
     facts.internal_id = Some(applied.internal_id.clone());
     facts.roles = desired.client_roles.clone();
     facts.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
+    // Step 5b: Authorization Services go through their own endpoints, once the client exists.
+    if let Some(authz) = kco_engine::authz::DesiredAuthz::from_spec(&kc.spec) {
+        let (id, client_id) = (&applied.internal_id, &kc.spec.client_id);
+        let changed = super::authz::sync_authz(&target.admin, &target.realm_name, id, client_id, &authz).await?;
+        applied.changed_fields.extend(changed);
+    }
     let mut event = applied.event(kc, &target.realm_name);
 
     let now = jiff::Timestamp::now();
@@ -396,7 +408,7 @@ impl Applied {
 }
 
 /// Step 5: refuse a client that is not ours, read what the plan compares, plan (pure), apply; then
-/// the realm-wide leftovers (grace rules) and Authorization Services.
+/// the realm-wide leftovers (grace rules).
 async fn apply_client(
     ctx: &Context,
     kc: &KeycloakClient,
@@ -435,18 +447,12 @@ async fn apply_client(
     if had_rule.is_some() && had_rule.as_deref() != desired.attributes.get(GRACE_ATTRIBUTE).map(String::as_str) {
         remove_unused_grace_rules(ctx, admin, &target.realm).await?;
     }
-    let mut changed_fields = outcome.changed_fields.clone();
-    // Authorization Services go through their own endpoints, once the client exists.
-    if let Some(authz) = kco_engine::authz::DesiredAuthz::from_spec(&kc.spec) {
-        let id = &outcome.internal_id;
-        changed_fields.extend(super::authz::sync_authz(admin, realm_name, id, &kc.spec.client_id, &authz).await?);
-    }
     Ok(Applied {
+        changed_fields: outcome.changed_fields,
         internal_id: outcome.internal_id,
         observed,
         created: outcome.created,
         wrote: !plan.is_empty(),
-        changed_fields,
     })
 }
 

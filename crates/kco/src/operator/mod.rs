@@ -6,6 +6,7 @@ mod context;
 mod credentials;
 mod guarded;
 mod instance;
+mod leader;
 mod realm;
 mod resolve;
 mod secret;
@@ -43,6 +44,8 @@ pub struct RunArgs {
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    #[command(flatten)]
+    pub leader: leader::LeaderArgs,
 }
 
 /// `90s`, `5m`, `1h`, `2d` → Duration.
@@ -66,8 +69,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_crds_installed(&client).await?;
     let mut registry = Registry::default();
     let ctx = Arc::new(Context::new(client.clone(), args.resync, &mut registry));
+    let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
     let ready = Arc::new(AtomicBool::new(false));
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
+    if let Some(elector) = &elector {
+        // A standby is Ready (it serves and can take over), so rollouts and the PDB count it;
+        // who leads is the kco_leader metric.
+        ready.store(true, Ordering::Relaxed);
+        if !elector.acquire().await {
+            http.abort();
+            return Ok(());
+        }
+    }
 
     let ns = args.namespace.as_deref();
     tracing::info!(namespace = ns.unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
@@ -141,8 +154,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
         });
-    futures::join!(client_controller, instance_controller, realm_controller);
+    let controllers = async {
+        futures::join!(client_controller, instance_controller, realm_controller);
+    };
+    let result = match &elector {
+        Some(elector) => elector.lead(controllers).await,
+        None => Ok(controllers.await),
+    };
     http.abort();
+    result?;
     tracing::info!("kco operator stopped");
     Ok(())
 }

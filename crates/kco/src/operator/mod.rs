@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Most KeycloakClients reconciled at once (0: no limit).
+    #[arg(long, env = "KCO_CONCURRENCY", default_value_t = 0)]
+    pub concurrency: u16,
     #[command(flatten)]
     pub leader: leader::LeaderArgs,
 }
@@ -66,7 +69,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    check_crds_installed(&client).await?;
+    check_crds_installed(&client, args.namespace.as_deref()).await?;
     let mut registry = Registry::default();
     let ctx = Arc::new(Context::new(client.clone(), args.resync, &mut registry));
     let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
@@ -97,7 +100,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         scoped::<KeycloakRealm>(&client, ns),
         scoped::<PartialObjectMeta<Secret>>(&client, ns),
     );
-    let controller = Controller::new(clients, watcher::Config::default());
+    let controller = Controller::new(clients, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
     ready.store(true, Ordering::Relaxed);
     let secret_store = store.clone();
@@ -180,8 +184,9 @@ where
 }
 
 /// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.
-async fn check_crds_installed(client: &Client) -> anyhow::Result<()> {
-    let api: Api<KeycloakClient> = Api::all(client.clone());
+/// Listed where kco watches: in namespaced mode it may list nothing cluster-wide.
+async fn check_crds_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    let api: Api<KeycloakClient> = scoped(client, namespace);
     if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
         anyhow::bail!(
             "cannot list KeycloakClients ({e}); are the CRDs installed? Run: kco crd | kubectl apply --server-side -f -"

@@ -13,8 +13,12 @@ const LEASE_SECS: u64 = 6;
 
 async fn candidate(ns: &str, id: &str) -> Operator {
     let lease = format!("{LEASE_SECS}s");
-    Operator::start(KCO, ns, &["--leader-election", "--lease-namespace", ns, "--lease-duration", &lease, "--leader-id", id])
-        .await
+    Operator::start(
+        KCO,
+        ns,
+        &["--leader-election", "--lease-namespace", ns, "--lease-duration", &lease, "--leader-id", id],
+    )
+    .await
 }
 
 async fn is_leader(op: &Operator) -> bool {

@@ -74,14 +74,10 @@ impl Elector {
                 .map(|s| s.trim().to_string())
                 .map_err(|e| anyhow::anyhow!("--lease-namespace is not set and {SA_NAMESPACE_FILE}: {e}"))?,
         };
-        let id = args
-            .leader_id
-            .clone()
-            .or_else(|| std::env::var("POD_NAME").ok())
-            .unwrap_or_else(|| {
-                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-                format!("{}-{}", host.trim(), std::process::id())
-            });
+        let id = args.leader_id.clone().or_else(|| std::env::var("POD_NAME").ok()).unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
         let leader = Gauge::default();
         registry.register("kco_leader", "1 while this operator holds the leader Lease", leader.clone());
         tracing::info!(lease = %format!("{ns}/{}", args.lease_name), identity = %id, "leader election on");

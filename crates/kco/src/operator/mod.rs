@@ -163,7 +163,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let result = match &elector {
         Some(elector) => elector.lead(controllers).await,
-        None => Ok(controllers.await),
+        None => {
+            controllers.await;
+            Ok(())
+        }
     };
     http.abort();
     result?;

@@ -37,9 +37,19 @@ fn ok(tool: &str, args: &[&str], stdin: Option<&str>) -> String {
     out
 }
 
-/// `kubectl auth can-i VERB RESOURCE [-n NS | -A]` as the ServiceAccount.
+/// `kubectl auth can-i VERB RESOURCE [-n NS | -A]` as the ServiceAccount. `RESOURCE/NAME` names one
+/// object; `RESOURCE:SUB` a subresource.
 fn can(sa: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
-    let mut args = vec!["auth", "can-i", verb, resource, "--as", sa];
+    let sub;
+    let mut args = vec!["auth", "can-i", verb];
+    match resource.split_once(':') {
+        Some((res, s)) => {
+            sub = format!("--subresource={s}");
+            args.extend([res, sub.as_str()]);
+        }
+        None => args.push(resource),
+    }
+    args.extend(["--as", sa]);
     match ns {
         Some(ns) => args.extend(["-n", ns]),
         None => args.push("--all-namespaces"),
@@ -116,8 +126,9 @@ async fn namespaced_install_grants_only_the_watched_namespace() {
             ("list", "keycloakclients.kco.dev", w, true),
             ("watch", "keycloakclients.kco.dev", w, true),
             ("patch", "keycloakclients.kco.dev", w, true),
-            ("patch", "keycloakclients.kco.dev/status", w, true),
-            ("patch", "keycloakinstances.kco.dev/status", w, true),
+            ("patch", "keycloakclients.kco.dev:status", w, true),
+            ("patch", "keycloakinstances.kco.dev:status", w, true),
+            ("update", "keycloakclients.kco.dev:status", w, false),
             ("list", "keycloakrealms.kco.dev", w, true),
             ("list", "keycloakinstances.kco.dev", w, true),
             ("get", "secrets", w, true),
@@ -183,7 +194,7 @@ async fn cluster_wide_install_grants_what_kco_needs_everywhere() {
             ("list", "keycloakclients.kco.dev", None, true),
             ("list", "secrets", None, true),
             ("create", "secrets", o, true),
-            ("patch", "keycloakclients.kco.dev/status", o, true),
+            ("patch", "keycloakclients.kco.dev:status", o, true),
             ("update", "leases.coordination.k8s.io/kco-leader", Some(&release_ns), true),
             ("delete", "secrets", o, false),
             ("list", "configmaps", None, false),

@@ -159,6 +159,20 @@ async fn the_image_runs_in_cluster_with_the_charts_rbac_only() {
         None,
     );
     assert_eq!(lease.trim(), container.0, "the container holds the Lease in its own namespace");
+    // JSON lines; every line logged inside the client's reconcile names it (span field object.ref).
+    let (_, logs) = run("podman", &["logs", &container.0], None);
+    let object = format!("KeycloakClient.v1.kco.dev/svc.{watched}");
+    let mut in_reconcile = 0;
+    for line in logs.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v.get("span").and_then(|s| s.get("name")).and_then(|n| n.as_str()) == Some("reconciling object")
+            && v.to_string().contains("KeycloakClient.")
+        {
+            in_reconcile += 1;
+            assert!(v.to_string().contains(&object), "a reconcile line without the object: {line}");
+        }
+    }
+    assert!(in_reconcile > 0, "no log line from the client's reconcile:\n{logs}");
     drop(container);
     let _ = std::fs::remove_dir_all(&dir);
 }

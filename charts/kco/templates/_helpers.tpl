@@ -31,7 +31,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["keycloakclients"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["kco.dev"]
-  resources: ["keycloakclients/status", "keycloakinstances/status"]
+  resources: ["keycloakclients/status", "keycloakrealms/status", "keycloakinstances/status"]
   verbs: ["get", "patch"]
 - apiGroups: ["kco.dev"]
   resources: ["keycloakrealms", "keycloakinstances"]

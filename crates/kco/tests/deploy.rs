@@ -128,6 +128,7 @@ async fn namespaced_install_grants_only_the_watched_namespace() {
             ("patch", "keycloakclients.kco.dev", w, true),
             ("patch", "keycloakclients.kco.dev:status", w, true),
             ("patch", "keycloakinstances.kco.dev:status", w, true),
+            ("patch", "keycloakrealms.kco.dev:status", w, true),
             ("update", "keycloakclients.kco.dev:status", w, false),
             ("list", "keycloakrealms.kco.dev", w, true),
             ("list", "keycloakinstances.kco.dev", w, true),

@@ -327,6 +327,11 @@ impl Operator {
         Self::start_with_env(bin, ns, args, &[]).await
     }
 
+    /// The process id (None once it has been reaped), e.g. to send it SIGTERM.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Whether the process has exited (and with which code).
     pub fn exit_code(&mut self) -> Option<i32> {
         self.child.try_wait().ok().flatten().map(|s| s.code().unwrap_or(-1))

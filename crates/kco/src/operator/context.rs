@@ -38,8 +38,9 @@ pub struct Context {
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
     /// Every KeycloakClient this operator watches (set once the controller exists).
     pub clients: std::sync::OnceLock<Store<super::GuardedClient>>,
-    /// Whether every watch has its initial list (also what /readyz answers).
-    pub synced: Arc<std::sync::atomic::AtomicBool>,
+    /// What /readyz answers: every watch has its initial list (or, with leader election, this
+    /// operator serves as a standby).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// The one namespace this operator watches; `None`: all of them.
     pub watched_namespace: Option<String>,
     /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
@@ -70,7 +71,7 @@ impl Context {
             failures: std::sync::Mutex::new(HashMap::new()),
             realm_locks: std::sync::Mutex::new(HashMap::new()),
             clients: std::sync::OnceLock::new(),
-            synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watched_namespace,
         }
     }

@@ -7,6 +7,7 @@ mod context;
 mod credentials;
 mod guarded;
 mod instance;
+mod leader;
 mod realm;
 mod rejected;
 mod resolve;
@@ -45,14 +46,30 @@ pub struct RunArgs {
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Most KeycloakClients reconciled at once (0: no limit).
+    #[arg(long, env = "KCO_CONCURRENCY", default_value_t = 0)]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub leader: leader::LeaderArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    check_crds_installed(&client).await?;
+    check_crds_installed(&client, args.namespace.as_deref()).await?;
     let mut registry = Registry::default();
     let ctx = Arc::new(Context::new(client.clone(), args.resync, args.namespace.clone(), &mut registry));
-    let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ctx.synced.clone()));
+    let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
+    let ready = ctx.ready.clone();
+    let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
+    if let Some(elector) = &elector {
+        // A standby is Ready (it serves and can take over), so rollouts and the PDB count it;
+        // who leads is the kco_leader metric. Without election, ready waits for the watches.
+        ready.store(true, Ordering::Relaxed);
+        if !elector.acquire().await {
+            http.abort();
+            return Ok(());
+        }
+    }
     #[cfg(feature = "fault-injection")]
     if let Some(delay) = std::env::var("KCO_FAULT_DELAY_WATCH_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         // Test hook: hold the watches back, to show /readyz waits for them.
@@ -64,7 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(namespace = ns.unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
     // Ready once every watch has listed what exists: before that, a probe would route work (or a
     // rollout) to an operator that does not know the objects yet.
-    let synced = Synced { ready: ctx.synced.clone(), count: Arc::new(AtomicUsize::new(0)), of: 3 };
+    let synced = Synced { ready: ready.clone(), count: Arc::new(AtomicUsize::new(0)), of: 3 };
     let instance_controller = synced_controller(scoped::<KeycloakInstance>(&client, ns), synced.clone());
     let instance_controller = instance_controller
         .shutdown_on_signal()
@@ -94,7 +111,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         scoped::<KeycloakRealm>(&client, ns),
         scoped::<PartialObjectMeta<Secret>>(&client, ns),
     );
-    let controller = synced_controller(clients, synced);
+    let controller = synced_controller(clients, synced)
+        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
     let _ = ctx.clients.set(store.clone());
     let secret_store = store.clone();
@@ -151,8 +169,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
         });
-    futures::join!(client_controller, instance_controller, realm_controller);
+    let controllers = async {
+        futures::join!(client_controller, instance_controller, realm_controller);
+    };
+    let result = match &elector {
+        Some(elector) => elector.lead(controllers).await,
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
     http.abort();
+    result?;
     tracing::info!("kco operator stopped");
     Ok(())
 }
@@ -213,8 +241,9 @@ where
 }
 
 /// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.
-async fn check_crds_installed(client: &Client) -> anyhow::Result<()> {
-    let api: Api<KeycloakClient> = Api::all(client.clone());
+/// Listed where kco watches: in namespaced mode it may list nothing cluster-wide.
+async fn check_crds_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    let api: Api<KeycloakClient> = scoped(client, namespace);
     if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
         anyhow::bail!(
             "cannot list KeycloakClients ({e}); are the CRDs installed? Run: kco crd | kubectl apply --server-side -f -"

@@ -144,12 +144,17 @@ async fn hand_edits_to_managed_fields_are_reverted_at_resync() {
     .await;
     let c = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
     assert_eq!(c["rootUrl"], "https://hand-made.example.com", "an unmanaged field changed by hand stays changed");
-    let events = event_notes(&env, &ns, "svc").await;
-    // The hand edits may straddle a resync, so the reverts may be told in more than one Event.
-    let drift: Vec<&String> = events.iter().filter(|(r, _)| r == "DriftReverted").map(|(_, n)| n).collect();
-    for field in ["enabled", "redirectUris", "serviceAccountRoles.realmRoles"] {
-        assert!(drift.iter().any(|n| n.contains(field)), "no DriftReverted event names {field}: {events:?}");
-    }
+    // The hand edits may straddle a resync, so the reverts may be told in more than one Event, and
+    // each Event is published just after its write: wait for them.
+    wait_for("DriftReverted events naming every reverted field", Duration::from_secs(30), || async {
+        let events = event_notes(&env, &ns, "svc").await;
+        let drift: Vec<&String> = events.iter().filter(|(r, _)| r == "DriftReverted").map(|(_, n)| n).collect();
+        ["enabled", "redirectUris", "serviceAccountRoles.realmRoles"]
+            .iter()
+            .all(|field| drift.iter().any(|n| n.contains(field)))
+            .then_some(())
+    })
+    .await;
     // And once reverted, resyncs are quiet again.
     let writes = op.keycloak_writes().await;
     let n = op.counter("kco_reconciliations", &[("result", "ok")]).await;

@@ -80,9 +80,12 @@ async fn confidential_client_end_to_end() {
     assert_eq!(owner["kind"], "KeycloakClient");
     assert_eq!(owner["uid"], obj["metadata"]["uid"]);
 
-    // Nothing to do → no writes, to Keycloak or Kubernetes, across several resyncs.
+    // Nothing to do → no writes, to Keycloak or Kubernetes, and no apiserver reads (realm,
+    // instance, admin Secret and managed Secret come from the watches' caches), across several resyncs.
     let kc_writes = op.keycloak_writes().await;
     let kube_writes = op.kubernetes_writes().await;
+    let kube_gets = op.counter("kco_kubernetes_requests", &[("kind", "get")]).await;
+    assert!(kube_gets > 0, "the request counter counts (the initial lists are GETs)");
     let reconciles = op.counter("kco_reconciliations", &[("result", "ok")]).await;
     wait_for("two more reconciles", Duration::from_secs(30), || async {
         (op.counter("kco_reconciliations", &[("result", "ok")]).await >= reconciles + 2).then_some(())
@@ -90,6 +93,11 @@ async fn confidential_client_end_to_end() {
     .await;
     assert_eq!(op.keycloak_writes().await, kc_writes, "a no-op resync wrote to Keycloak");
     assert_eq!(op.kubernetes_writes().await, kube_writes, "a no-op resync wrote to Kubernetes");
+    assert_eq!(
+        op.counter("kco_kubernetes_requests", &[("kind", "get")]).await,
+        kube_gets,
+        "a no-op resync read from the apiserver"
+    );
     // The admin token is fetched once and reused (refreshed only near its 60 s expiry), not per request.
     let tokens = op.counter("kco_keycloak_requests", &[("kind", "token")]).await;
     let requests = op.counter("kco_keycloak_requests", &[]).await;

@@ -53,8 +53,8 @@ async fn reconcile_object(
     }
     let ns = guarded.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", guarded.name_any());
-    let kc = match &guarded.parsed {
-        Ok(kc) => Arc::new(kc.clone()),
+    let kc = match guarded.client() {
+        Ok(kc) => Arc::new(kc),
         Err(why) => return malformed(&guarded, why, &ctx).await.map_err(kube::runtime::finalizer::Error::ApplyFailed),
     };
     let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);

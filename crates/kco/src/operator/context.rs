@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kco_keycloak::{KeycloakAdmin, RequestMetrics};
+use k8s_openapi::api::core::v1::Secret;
+use kco_api::{KeycloakInstance, KeycloakRealm};
+use kco_keycloak::RequestMetrics;
 use kube::Client;
+use kube::api::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -24,8 +27,26 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// Read-only caches the watches keep: a reconcile looks realms, instances and Secrets up here
+/// instead of asking the apiserver (objects outside the watched namespaces are still read).
+pub struct Stores {
+    pub realms: Store<KeycloakRealm>,
+    pub instances: Store<KeycloakInstance>,
+    /// Metadata only (never values) of the Secrets in the watched namespaces.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+/// How many watches fill [`Stores`].
+const CACHES: usize = 3;
+
 pub struct Context {
     pub kube: Client,
+    pub stores: Stores,
+    /// How many of the [`Stores`] hold their initial list.
+    caches: tokio::sync::watch::Sender<usize>,
+    /// What kco last wrote to each managed Secret (`ns/name`): the resourceVersion the write
+    /// returned and a hash of the content, so an unchanged Secret is not read again.
+    pub written_secrets: std::sync::Mutex<HashMap<String, (String, u64)>>,
     pub recorder: Recorder,
     pub resync: Duration,
     pub keycloak_metrics: RequestMetrics,
@@ -33,7 +54,7 @@ pub struct Context {
     pub kube_writes: Family<KindLabel, Counter>,
     pub reconciles: Family<ResultLabel, Counter>,
     /// Admin API client per KeycloakInstance (`ns/name`), rebuilt when its URL or credentials change.
-    pub admins: Mutex<HashMap<String, (u64, Arc<KeycloakAdmin>)>>,
+    pub admins: Mutex<HashMap<String, super::resolve::CachedAdmin>>,
     /// Consecutive failures per KeycloakClient, for backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
     /// Every KeycloakClient this operator watches (set once the controller exists).
@@ -48,7 +69,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(kube: Client, resync: Duration, watched_namespace: Option<String>, registry: &mut Registry) -> Self {
+    pub fn new(
+        kube: Client,
+        resync: Duration,
+        watched_namespace: Option<String>,
+        stores: Stores,
+        registry: &mut Registry,
+    ) -> Self {
         let keycloak_metrics = RequestMetrics::default();
         keycloak_metrics.register(registry);
         let kube_writes = Family::<KindLabel, Counter>::default();
@@ -62,6 +89,9 @@ impl Context {
         let recorder = Recorder::new(kube.clone(), Reporter { controller: "kco".into(), instance: None });
         Self {
             kube,
+            stores,
+            caches: tokio::sync::watch::Sender::new(0),
+            written_secrets: std::sync::Mutex::new(HashMap::new()),
             recorder,
             resync,
             keycloak_metrics,
@@ -74,6 +104,24 @@ impl Context {
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watched_namespace,
         }
+    }
+
+    /// One of the [`Stores`] holds its initial list.
+    pub fn cache_synced(&self) {
+        self.caches.send_modify(|n| *n += 1);
+    }
+
+    /// Wait until every one of the [`Stores`] holds its initial list: before that, "not in the
+    /// cache" would not mean "does not exist" (and a restart would write wrong statuses).
+    pub async fn caches_synced(&self) {
+        let mut rx = self.caches.subscribe();
+        // Err only when the sender is gone, i.e. the Context itself, which this borrows.
+        let _ = rx.wait_for(|n| *n >= CACHES).await;
+    }
+
+    /// Whether objects of namespace `ns` are in the [`Stores`].
+    pub fn in_scope(&self, ns: &str) -> bool {
+        self.watched_namespace.as_deref().is_none_or(|w| w == ns)
     }
 
     pub fn realm_lock(&self, key: &str) -> Arc<Mutex<()>> {

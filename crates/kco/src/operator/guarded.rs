@@ -11,11 +11,14 @@ use kube::api::ObjectMeta;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+/// A KeycloakClient as the watch delivers it: parsed, or (malformed) its metadata and where it broke.
+/// One copy of each object: no raw JSON beside the parsed one, and no managedFields or
+/// last-applied annotation (see [`compact`]).
 #[derive(Clone, Debug)]
 pub struct GuardedClient {
     metadata: ObjectMeta,
-    raw: Value,
-    /// The typed object, or where and why it failed to parse (e.g. `spec.settings: invalid type …`).
+    /// The typed object (its own metadata left empty: `metadata` above is the one copy), or where
+    /// and why it failed to parse (e.g. `spec.settings: invalid type …`).
     pub parsed: Result<KeycloakClient, String>,
 }
 
@@ -23,26 +26,55 @@ impl GuardedClient {
     pub fn spec(&self) -> Option<&kco_api::KeycloakClientSpec> {
         self.parsed.as_ref().ok().map(|k| &k.spec)
     }
+
+    /// The typed object with its metadata, for a reconcile.
+    pub fn client(&self) -> Result<KeycloakClient, &str> {
+        match &self.parsed {
+            Ok(kc) => Ok(KeycloakClient { metadata: self.metadata.clone(), ..kc.clone() }),
+            Err(why) => Err(why),
+        }
+    }
+}
+
+/// The last-applied annotation kubectl writes: a second full copy of the object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drop what kco never reads from a cached object's metadata: managedFields and kubectl's
+/// last-applied copy (together often larger than the object itself).
+pub fn compact(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
 }
 
 impl<'de> Deserialize<'de> for GuardedClient {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Value::deserialize(d)?;
-        let metadata: ObjectMeta = serde_json::from_value(raw.get("metadata").cloned().unwrap_or_default())
-            .map_err(serde::de::Error::custom)?;
-        let parsed = serde_path_to_error::deserialize::<_, KeycloakClient>(&raw)
+        let mut raw = Value::deserialize(d)?;
+        // Take the metadata out (kept once, compacted) and leave an empty one for the typed parse.
+        let meta_value = raw
+            .as_object_mut()
+            .and_then(|o| o.insert("metadata".to_string(), Value::Object(Default::default())))
+            .unwrap_or_default();
+        let mut metadata: ObjectMeta = serde_json::from_value(meta_value).map_err(serde::de::Error::custom)?;
+        compact(&mut metadata);
+        let parsed = serde_path_to_error::deserialize::<_, KeycloakClient>(raw)
             .map_err(|e| format!("{}: {}", e.path(), e.inner()));
-        Ok(Self { metadata, raw, parsed })
+        Ok(Self { metadata, parsed })
     }
 }
 
 impl Serialize for GuardedClient {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut raw = self.raw.clone();
-        if let (Some(obj), Ok(meta)) = (raw.as_object_mut(), serde_json::to_value(&self.metadata)) {
-            obj.insert("metadata".into(), meta);
+        match self.client() {
+            Ok(kc) => kc.serialize(s),
+            Err(_) => serde_json::json!({
+                "apiVersion": KeycloakClient::api_version(&()),
+                "kind": KeycloakClient::kind(&()),
+                "metadata": self.metadata,
+            })
+            .serialize(s),
         }
-        raw.serialize(s)
     }
 }
 

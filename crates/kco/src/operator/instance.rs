@@ -39,3 +39,9 @@ pub fn error_policy(_: Arc<KeycloakInstance>, err: &ReconcileError, _: Arc<Conte
     tracing::warn!(error = %err, "KeycloakInstance status check failed");
     Action::requeue(std::time::Duration::from_secs(30))
 }
+
+/// Whether `instance` reads Secret `name` of its namespace (admin credentials or CA bundle).
+pub fn uses_secret(instance: &KeycloakInstance, name: &str) -> bool {
+    instance.spec.admin_secret_ref.name == name
+        || instance.spec.ca_bundle.as_ref().and_then(|c| c.secret_key_ref.as_ref()).is_some_and(|r| r.name == name)
+}

@@ -19,17 +19,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{SinkExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kco_api::{GROUP, KeycloakClient, KeycloakInstance, KeycloakRealm};
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-pub use context::{Context, ReconcileError};
+pub use context::{Context, ReconcileError, Stores};
 use guarded::GuardedClient;
 
 #[derive(clap::Args, Debug)]
@@ -54,10 +56,16 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
-    check_crds_installed(&client, args.namespace.as_deref()).await?;
     let mut registry = Registry::default();
-    let ctx = Arc::new(Context::new(client.clone(), args.resync, args.namespace.clone(), &mut registry));
+    let client = counted_client(&mut registry).await?;
+    check_crds_installed(&client, args.namespace.as_deref()).await?;
+    // The realms, instances and Secrets (metadata only) the reconciles read come from these caches,
+    // filled by one watch each; the same watches trigger the controllers (see `shared_watch`).
+    let (realms, realm_writer) = reflector::store::<KeycloakRealm>();
+    let (instances, instance_writer) = reflector::store::<KeycloakInstance>();
+    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let stores = Stores { realms: realms.clone(), instances: instances.clone(), secrets };
+    let ctx = Arc::new(Context::new(client.clone(), args.resync, args.namespace.clone(), stores, &mut registry));
     let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
@@ -73,7 +81,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     #[cfg(feature = "fault-injection")]
     if let Some(delay) = std::env::var("KCO_FAULT_DELAY_WATCH_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
         // Test hook: hold the watches back, to show /readyz waits for them.
-        tracing::warn!(delay_ms = delay, "KCO_FAULT_DELAY_WATCH_MS is set: delaying the watches");
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
 
@@ -81,9 +88,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(namespace = ns.unwrap_or("(all)"), resync = ?args.resync, "kco operator starting");
     // Ready once every watch has listed what exists: before that, a probe would route work (or a
     // rollout) to an operator that does not know the objects yet.
-    let synced = Synced { ready: ready.clone(), count: Arc::new(AtomicUsize::new(0)), of: 3 };
-    let instance_controller = synced_controller(scoped::<KeycloakInstance>(&client, ns), synced.clone());
-    let instance_controller = instance_controller
+    let synced = Synced { ready: ready.clone(), count: Arc::new(AtomicUsize::new(0)), of: 4, caches: ctx.clone() };
+    let (realm_watch, [realm_events, realm_events_for_clients]) =
+        shared_watch(watcher(scoped::<KeycloakRealm>(&client, ns), watcher::Config::default()), realm_writer, &synced);
+    let (instance_watch, [instance_events, instance_events_for_clients]) = shared_watch(
+        watcher(scoped::<KeycloakInstance>(&client, ns), watcher::Config::default()),
+        instance_writer,
+        &synced,
+    );
+    let (secret_watch, [secret_events, secret_events_for_instances]) = shared_watch(
+        watcher(scoped::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default()),
+        secret_writer,
+        &synced,
+    );
+
+    let instance_store = instances.clone();
+    let instance_controller = Controller::for_stream(instance_events, instances)
+        // A change to an instance's admin Secret (a rotated password) or CA Secret re-checks it,
+        // and so rebuilds its admin client, within seconds.
+        .watches_stream(secret_events_for_instances, move |secret: PartialObjectMeta<Secret>| {
+            let ns = secret.namespace().unwrap_or_default();
+            let name = secret.name_any();
+            instance_store
+                .state()
+                .into_iter()
+                .filter(move |i| i.namespace().as_deref() == Some(ns.as_str()) && instance::uses_secret(i, &name))
+                .map(|i| ObjectRef::from_obj(&*i))
+        })
         .shutdown_on_signal()
         .run(
             |o, c| async move {
@@ -94,8 +125,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let realm_controller = synced_controller(scoped::<KeycloakRealm>(&client, ns), synced.clone());
-    let realm_controller = realm_controller
+    let realm_controller = Controller::for_stream(realm_events, realms)
         .shutdown_on_signal()
         .run(
             |o, c| async move {
@@ -106,12 +136,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let (clients, realms, secrets) = (
-        scoped::<GuardedClient>(&client, ns),
-        scoped::<KeycloakRealm>(&client, ns),
-        scoped::<PartialObjectMeta<Secret>>(&client, ns),
-    );
-    let controller = synced_controller(clients, synced)
+    let controller = synced_controller(scoped::<GuardedClient>(&client, ns), synced)
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
     let store = controller.store();
     let _ = ctx.clients.set(store.clone());
@@ -122,7 +147,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
         // change to a user-owned secret reaches Keycloak within seconds.
         // Metadata only: the mapper needs names and owners, never the values of every Secret.
-        .watches(secrets, watcher::Config::default(), move |secret: PartialObjectMeta<Secret>| {
+        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
             let ns = secret.namespace().unwrap_or_default();
             let name = secret.name_any();
             let owners: Vec<String> = secret
@@ -142,7 +167,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .map(|c| ObjectRef::from_obj(&*c))
         })
         // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
-        .watches(realms, watcher::Config::default(), move |realm: KeycloakRealm| {
+        .watches_stream(realm_events_for_clients, move |realm: KeycloakRealm| {
             let realm_ns = realm.namespace().unwrap_or_default();
             let realm_name = realm.name_any();
             store
@@ -158,7 +183,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // An instance change (grants, URL, credentials, or reachability flipping in its status)
         // re-reconciles every client: which realms use the instance is not indexed, and such changes
         // are rare. A Keycloak that comes back is thus noticed at once instead of at the next backoff.
-        .watches(scoped::<KeycloakInstance>(&client, ns), watcher::Config::default(), move |_: KeycloakInstance| {
+        .watches_stream(instance_events_for_clients, move |_: KeycloakInstance| {
             all_clients.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
         })
         .shutdown_on_signal()
@@ -170,7 +195,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
     let controllers = async {
-        futures::join!(client_controller, instance_controller, realm_controller);
+        futures::join!(
+            realm_watch,
+            instance_watch,
+            secret_watch,
+            client_controller,
+            instance_controller,
+            realm_controller
+        );
     };
     let result = match &elector {
         Some(elector) => elector.lead(controllers).await,
@@ -197,12 +229,41 @@ pub async fn catch_panic<T>(object: &str, fut: impl std::future::Future<Output =
     })
 }
 
-/// Counts the watches whose initial list is in; `ready` turns true when all `of` are.
+/// Counts the watches whose initial list is in; `ready` turns true when all `of` are. The shared
+/// caches' watches also count toward `caches` (see [`Context::caches_synced`]).
 #[derive(Clone)]
 struct Synced {
     ready: Arc<AtomicBool>,
     count: Arc<AtomicUsize>,
     of: usize,
+    caches: Arc<Context>,
+}
+
+impl Synced {
+    /// `events` with this watch's first InitDone counted (and, for a cache, reported to `caches`).
+    fn track<K, S>(
+        &self,
+        events: S,
+        cache: bool,
+    ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + use<K, S>
+    where
+        S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
+    {
+        let synced = self.clone();
+        let mut listed = false;
+        events.inspect_ok(move |event| {
+            if !listed && matches!(event, watcher::Event::InitDone) {
+                listed = true;
+                if cache {
+                    synced.caches.cache_synced();
+                }
+                if synced.count.fetch_add(1, Ordering::SeqCst) + 1 == synced.of {
+                    tracing::info!("initial lists synced; ready");
+                    synced.ready.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+    }
 }
 
 /// A Controller over `api` whose watch also reports to `synced` when its initial list is complete.
@@ -211,21 +272,58 @@ fn synced_controller<K>(api: Api<K>, synced: Synced) -> Controller<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let (reader, writer) = kube::runtime::reflector::store();
-    let mut listed = false;
-    let stream = watcher(api, watcher::Config::default())
-        .inspect_ok(move |event| {
-            if !listed && matches!(event, watcher::Event::InitDone) {
-                listed = true;
-                if synced.count.fetch_add(1, Ordering::SeqCst) + 1 == synced.of {
-                    tracing::info!("initial lists synced; ready");
-                    synced.ready.store(true, Ordering::Relaxed);
-                }
-            }
-        })
+    let (reader, writer) = reflector::store();
+    let stream = synced
+        .track(watcher(api, watcher::Config::default()).default_backoff(), false)
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(stream, reader)
+}
+
+/// Room for this many events per consumer before a shared watch waits for the slowest one.
+const FAN_OUT_BUFFER: usize = 256;
+
+/// One watch kept in `writer`'s cache (compacted: no managedFields, no last-applied copy), each
+/// changed or deleted object handed to `N` consumers (the controllers it triggers). kube's own
+/// shared streams pass on no deletions, which the mappers need (a managed Secret deleted by hand).
+/// The returned future drives the watch; it must run alongside the consumers.
+fn shared_watch<K, S, const N: usize>(
+    events: S,
+    writer: reflector::store::Writer<K>,
+    synced: &Synced,
+) -> (
+    impl std::future::Future<Output = ()> + Send + use<K, S, N>,
+    [impl Stream<Item = watcher::Result<K>> + Send + use<K, S, N>; N],
+)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
+{
+    let mut senders = Vec::with_capacity(N);
+    let consumers = std::array::from_fn(|_| {
+        let (tx, rx) = futures::channel::mpsc::channel::<K>(FAN_OUT_BUFFER);
+        senders.push(tx);
+        rx.map(Ok)
+    });
+    let root = synced
+        .track(events.default_backoff().modify(|o: &mut K| guarded::compact(o.meta_mut())), true)
+        .reflect(writer)
+        .touched_objects()
+        .for_each(move |event| {
+            let mut senders = senders.clone();
+            async move {
+                match event {
+                    Ok(obj) => {
+                        for tx in &mut senders {
+                            // A consumer that is gone (shutting down) needs nothing more.
+                            let _ = tx.send(obj.clone()).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watch failed; it retries with backoff"),
+                }
+            }
+        });
+    (root, consumers)
 }
 
 /// An Api over one namespace, or all of them.
@@ -240,11 +338,28 @@ where
     }
 }
 
+/// The Kubernetes client, counting every request it makes in `kco_kubernetes_requests_total` by
+/// kind (`watch`, `get` — which includes lists —, `patch`, `post`, `put`, `delete`): the proof that a
+/// reconcile reads from the caches, not from the apiserver.
+async fn counted_client(registry: &mut Registry) -> anyhow::Result<Client> {
+    let requests = Family::<context::KindLabel, Counter>::default();
+    registry.register("kco_kubernetes_requests", "Requests kco made to the Kubernetes API, by kind", requests.clone());
+    let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        let watch = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        let kind = if watch { "watch".to_string() } else { req.method().as_str().to_ascii_lowercase() };
+        requests.get_or_create(&context::KindLabel { kind }).inc();
+        req
+    });
+    let config = kube::Config::infer().await?;
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&count).build())
+}
+
 /// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.
-/// Listed where kco watches: in namespaced mode it may list nothing cluster-wide.
+/// Listed where kco watches (in namespaced mode it may list nothing cluster-wide), metadata only:
+/// one malformed object must not stop the operator from starting.
 async fn check_crds_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
     let api: Api<KeycloakClient> = scoped(client, namespace);
-    if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
+    if let Err(e) = api.list_metadata(&kube::api::ListParams::default().limit(1)).await {
         anyhow::bail!(
             "cannot list KeycloakClients ({e}); are the CRDs installed? Run: kco crd | kubectl apply --server-side -f -"
         );

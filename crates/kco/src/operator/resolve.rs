@@ -9,17 +9,34 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kco_api::{KeycloakClient, KeycloakInstance, KeycloakRealm};
 use kco_keycloak::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use secrecy::SecretString;
 
 use super::{Context, ReconcileError};
 
-/// The realm object a client points at; `None` when it does not exist.
+/// The realm object a client points at; `None` when it does not exist. From the cache; read from
+/// the apiserver only when it lives outside the watched namespaces.
 pub async fn realm_of(ctx: &Context, kc: &KeycloakClient) -> Result<Option<KeycloakRealm>, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
     let realm_ns = kc.spec.realm_ref.namespace_or(&ns);
-    let api: Api<KeycloakRealm> = Api::namespaced(ctx.kube.clone(), realm_ns);
-    Ok(api.get_opt(&kc.spec.realm_ref.name).await?)
+    cached_or_get(ctx, &ctx.stores.realms, realm_ns, &kc.spec.realm_ref.name).await
+}
+
+/// Object `ns/name` from `store` when `ns` is watched (after the caches' initial lists), else
+/// read from the apiserver.
+async fn cached_or_get<K>(ctx: &Context, store: &Store<K>, ns: &str, name: &str) -> Result<Option<K>, ReconcileError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if ctx.in_scope(ns) {
+        ctx.caches_synced().await;
+        return Ok(store.get(&ObjectRef::new(name).within(ns)).map(|o| (*o).clone()));
+    }
+    Ok(Api::<K>::namespaced(ctx.kube.clone(), ns).get_opt(name).await?)
 }
 
 /// Whether the client's namespace may use `realm`, with the sentence status reports either way.
@@ -46,7 +63,7 @@ pub async fn admin_of(
     let realm_ns = realm.namespace().unwrap_or_default();
     let ins_ns = realm.spec.instance_ref.namespace_or(&realm_ns).to_string();
     let ins_name = &realm.spec.instance_ref.name;
-    let found = Api::<KeycloakInstance>::namespaced(ctx.kube.clone(), &ins_ns).get_opt(ins_name).await?;
+    let found = cached_or_get(ctx, &ctx.stores.instances, &ins_ns, ins_name).await?;
     let Some(instance) = found else {
         return Ok(None);
     };
@@ -84,9 +101,20 @@ pub async fn instance_for_realm(
 }
 
 /// The admin client of `instance`, from the cache unless its URL, credentials or CA changed.
+/// Whether they changed is known without a read when the instance's generation and the
+/// resourceVersions of its admin Secret and CA Secret (from the Secret cache) are as when the
+/// client was built; otherwise (first use, a change, a CA in a ConfigMap, a Secret outside the
+/// watched namespaces) the Secret and CA are read and the client is rebuilt only if they differ.
 pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc<KeycloakAdmin>, ReconcileError> {
     let ins_ns = instance.namespace().unwrap_or_default();
     let key = format!("{ins_ns}/{}", instance.name_any());
+    let version = sources_version(ctx, instance, &ins_ns);
+    if let Some(version) = &version
+        && let Some(entry) = ctx.admins.lock().await.get(&key)
+        && entry.version.as_ref() == Some(version)
+    {
+        return Ok(entry.admin.clone());
+    }
 
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ins_ns);
     let secret_name = &instance.spec.admin_secret_ref.name;
@@ -126,10 +154,11 @@ pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc
     (&instance.spec.url, &instance.spec.admin_realm, &data, &ca_pem).hash(&mut h);
     let fingerprint = h.finish();
     let mut cache = ctx.admins.lock().await;
-    if let Some((fp, admin)) = cache.get(&key)
-        && *fp == fingerprint
+    if let Some(entry) = cache.get_mut(&key)
+        && entry.fingerprint == fingerprint
     {
-        return Ok(admin.clone());
+        entry.version = version;
+        return Ok(entry.admin.clone());
     }
     let admin = Arc::new(
         KeycloakAdmin::new(
@@ -144,8 +173,36 @@ pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc
         )
         .map_err(|e| ReconcileError::blocked("InstanceInvalid", format!("KeycloakInstance {key}: {e}")))?,
     );
-    cache.insert(key, (fingerprint, admin.clone()));
+    cache.insert(key, CachedAdmin { version, fingerprint, admin: admin.clone() });
     Ok(admin)
+}
+
+/// An admin client and what it was built from.
+pub struct CachedAdmin {
+    /// The sources' versions when known from the caches (see [`sources_version`]).
+    version: Option<String>,
+    /// Hash of URL, admin realm, credentials and CA.
+    fingerprint: u64,
+    admin: Arc<KeycloakAdmin>,
+}
+
+/// `generation/adminSecretRV/caSecretRV` of an instance's sources, when every one is in the caches.
+fn sources_version(ctx: &Context, instance: &KeycloakInstance, ns: &str) -> Option<String> {
+    if !ctx.in_scope(ns) {
+        return None;
+    }
+    let rv = |name: &str| {
+        ctx.stores.secrets.get(&ObjectRef::new(name).within(ns)).and_then(|m| m.metadata.resource_version.clone())
+    };
+    let ca = match &instance.spec.ca_bundle {
+        None => String::new(),
+        Some(ca) if ca.config_map_key_ref.is_some() => return None,
+        Some(ca) => match &ca.secret_key_ref {
+            Some(r) => rv(&r.name)?,
+            None => String::new(),
+        },
+    };
+    Some(format!("{}/{}/{ca}", instance.metadata.generation?, rv(&instance.spec.admin_secret_ref.name)?))
 }
 
 async fn ca_bundle(ctx: &Context, instance: &KeycloakInstance, ns: &str) -> Result<Option<Vec<u8>>, ReconcileError> {

@@ -1,15 +1,18 @@
 //! The Helm chart (charts/kco) against the real, RBAC-enforcing apiserver: `helm lint`, `helm template`
 //! applied with `--dry-run=server`, `helm install`, `kubectl auth can-i` for exactly what the operator
-//! needs (namespaced and cluster-wide modes), and `helm uninstall` leaving KeycloakClients and the CRDs.
+//! needs (namespaced and cluster-wide modes), and `helm uninstall` leaving KeycloakClients, the CRDs and the Keycloak clients.
 //! Fails (never skips) when helm or kubectl is missing: `dev/testenv tools` builds helm.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use kco_testing::{Env, unique};
+use std::time::Duration;
+
+use kco_testing::{Env, Operator, unique};
 use serde_json::json;
 
+const KCO: &str = env!("CARGO_BIN_EXE_kco");
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/kco");
 
 /// Run a tool; `(success, stdout + stderr)`. Panics when the tool cannot be started.
@@ -158,15 +161,26 @@ async fn namespaced_install_grants_only_the_watched_namespace() {
         ],
     );
 
-    // Uninstall removes the operator's objects, never the KeycloakClients or the CRDs (crds/ is
-    // installed once and left alone by Helm).
+    // Uninstall removes the operator's objects, never the KeycloakClients, the CRDs (crds/ is
+    // installed once and left alone by Helm) or anything in Keycloak. This apiserver runs no pods,
+    // so the operator the release would run is started here, creates the client, and stops as the
+    // release's pod would on uninstall.
+    env.keycloak_setup(&watched, &watched).await;
+    let op = Operator::start(KCO, &watched, &[]).await;
     env.apply(
         &watched,
         json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": "kept"},
         "spec": {"clientId": "kept", "realmRef": {"name": "realm"}}}),
     )
     .await;
+    let s = env.wait_phase(&watched, "kept", "Ready", Duration::from_secs(60)).await;
+    let id = s["internalId"].as_str().unwrap().to_string();
+    op.stop().await;
     ok("helm", &["uninstall", &release, "-n", &release_ns, "--wait", "--timeout", "60s"], None);
+    assert!(
+        env.keycloak_get(&format!("{watched}/clients/{id}")).await.is_some(),
+        "helm uninstall left the Keycloak client in place"
+    );
     let (deployment, _) = run("kubectl", &["get", "deployment", &release, "-n", &release_ns], None);
     assert!(!deployment, "helm uninstall removes the Deployment");
     let (role, _) = run("kubectl", &["get", "role", &release, "-n", &watched], None);

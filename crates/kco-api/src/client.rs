@@ -140,12 +140,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Its name in manifests and in Keycloak (the serde rename).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::OpenIdConnect => "openid-connect",
-            Protocol::Saml => "saml",
-            Protocol::DockerV2 => "docker-v2",
-        }
+        crate::wire_name(&self)
     }
 }
 
@@ -170,13 +167,9 @@ pub enum ClientAuthenticatorType {
 }
 
 impl ClientAuthenticatorType {
+    /// Its name in manifests and in Keycloak (the serde rename).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ClientAuthenticatorType::ClientSecret => "client-secret",
-            ClientAuthenticatorType::ClientJwt => "client-jwt",
-            ClientAuthenticatorType::ClientSecretJwt => "client-secret-jwt",
-            ClientAuthenticatorType::ClientX509 => "client-x509",
-        }
+        crate::wire_name(&self)
     }
 }
 
@@ -190,12 +183,9 @@ pub enum PkceMethod {
 }
 
 impl PkceMethod {
+    /// Its name in manifests and in Keycloak (the serde rename).
     pub fn as_str(self) -> &'static str {
-        match self {
-            PkceMethod::S256 => "S256",
-            PkceMethod::Plain => "plain",
-            PkceMethod::None => "",
-        }
+        crate::wire_name(&self)
     }
 }
 
@@ -815,6 +805,31 @@ impl KeycloakClient {
         match &self.spec.secret_name {
             Some(n) => n.clone(),
             None => format!("{}-credentials", kube::ResourceExt::name_any(self)),
+        }
+    }
+}
+
+impl SecretFormat {
+    /// Its name in manifests (the serde rename).
+    pub fn as_str(self) -> &'static str {
+        crate::wire_name(&self)
+    }
+}
+
+#[cfg(test)]
+mod wire_name_tests {
+    use super::*;
+
+    #[test]
+    fn enum_strings_are_the_serde_names() {
+        assert_eq!(Protocol::OpenIdConnect.as_str(), "openid-connect");
+        assert_eq!(Protocol::DockerV2.as_str(), "docker-v2");
+        assert_eq!(ClientAuthenticatorType::ClientSecretJwt.as_str(), "client-secret-jwt");
+        assert_eq!(PkceMethod::S256.as_str(), "S256");
+        assert_eq!(PkceMethod::None.as_str(), "");
+        assert_eq!(SecretFormat::OtelCollector.as_str(), "otel-collector");
+        for f in [SecretFormat::Mlflow, SecretFormat::Phoenix, SecretFormat::OtelCollector] {
+            assert_eq!(serde_json::to_value(f).ok(), Some(serde_json::Value::from(f.as_str())));
         }
     }
 }

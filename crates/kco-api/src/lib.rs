@@ -25,6 +25,13 @@ pub mod limits {
     pub const MAX_ADDITIONAL_SECRETS: usize = 16;
 }
 
+/// The string a unit enum variant has in manifests, taken from its serde name (the one place each
+/// is written), e.g. `Protocol::OpenIdConnect` → `"openid-connect"`.
+pub fn wire_name<T: serde::Serialize>(value: &T) -> &'static str {
+    // Fails only for a value that is not a unit variant, which no caller passes.
+    serde_variant::to_variant_name(value).unwrap_or_default()
+}
+
 /// The API group of every kco resource.
 pub const GROUP: &str = "kco.dev";
 /// The group the reference operator used; the CLI accepts it as an alias of [`GROUP`].

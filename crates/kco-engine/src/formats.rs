@@ -67,14 +67,6 @@ impl Placeholder {
     }
 }
 
-fn format_name(f: SecretFormat) -> &'static str {
-    match f {
-        SecretFormat::Mlflow => "mlflow",
-        SecretFormat::Phoenix => "phoenix",
-        SecretFormat::OtelCollector => "otel-collector",
-    }
-}
-
 /// The preset's keys; `keys` entries of the same name replace them.
 fn preset_keys(f: SecretFormat) -> &'static [(&'static str, Placeholder)] {
     match f {
@@ -160,7 +152,7 @@ fn public_client_error(at: &str, key: &str, origin: &Origin) -> FormatError {
             format!(
                 "{} writes the client secret to {key}, but public clients have no secret; override {key} in keys, \
                  use keys without {secret} instead of format, or set publicClient: false",
-                format_name(*f)
+                SecretFormat::as_str(*f)
             ),
         ),
         Origin::Keys => FormatError::new(

@@ -750,21 +750,17 @@ fn shown(s: &str) -> String {
     }
 }
 
-/// The URI's scheme when it starts with one (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
-fn scheme_of(uri: &str) -> Option<&str> {
-    let (scheme, _) = uri.split_once(':')?;
-    let mut chars = scheme.chars();
-    let first = chars.next()?;
-    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-        .then_some(scheme)
+/// An absolute URI parsed by the `url` crate (WHATWG rules), or why it is not one. A path starting
+/// with `/` (relative to rootUrl) is not parsed here.
+fn absolute(uri: &str) -> Result<url::Url, url::ParseError> {
+    url::Url::parse(uri)
 }
 
-/// The authority of a `scheme://authority/...` URI.
-fn authority_of(uri: &str) -> Option<&str> {
-    scheme_of(uri)?;
-    let (_, rest) = uri.split_once(':')?;
-    let rest = rest.strip_prefix("//")?;
-    Some(rest.split(['/', '?', '#']).next().unwrap_or_default())
+/// The host of an absolute `scheme://host…` URI as written (`None` without `//`). The `url` crate
+/// forgives `http:///x` (host `x`) and `http:x`; a host-less http(s) URI must still be refused.
+fn written_host(uri: &str) -> Option<&str> {
+    let (_, rest) = uri.split_once("://")?;
+    rest.split(['/', '?', '#']).next()
 }
 
 fn uri_basics(uri: &str) -> Result<(), String> {
@@ -777,14 +773,14 @@ fn uri_basics(uri: &str) -> Result<(), String> {
     if uri.chars().any(char::is_whitespace) {
         return Err("must not contain whitespace".into());
     }
-    if scheme_of(uri).is_some_and(|s| s.eq_ignore_ascii_case("javascript") || s.eq_ignore_ascii_case("data")) {
+    if absolute(uri).is_ok_and(|u| matches!(u.scheme(), "javascript" | "data")) {
         return Err("must not use the javascript: or data: scheme".into());
     }
     Ok(())
 }
 
-fn is_http(scheme: Option<&str>) -> bool {
-    scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+fn is_http(u: &url::Url) -> bool {
+    matches!(u.scheme(), "http" | "https")
 }
 
 /// The reference's redirect URI rules: bare `*` refused; a wildcard only as the last character of a
@@ -795,14 +791,16 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
         return Err("a bare \"*\" allows redirects anywhere; list the exact URIs or end a path with /*".into());
     }
     uri_basics(uri)?;
-    let scheme = scheme_of(uri);
-    if scheme.is_none() && !uri.starts_with('/') {
-        return Err(
-            "each entry must be an absolute URI with a scheme (https://app.example.com/callback, myapp://callback, myapp:*) or a path relative to rootUrl starting with /"
-                .into(),
-        );
-    }
-    if authority_of(uri).is_some_and(|a| a.contains('*')) {
+    let parsed = if uri.starts_with('/') {
+        None
+    } else {
+        Some(absolute(uri).map_err(|e| {
+            format!(
+                "each entry must be an absolute URI with a scheme (https://app.example.com/callback, myapp://callback, myapp:*) or a path relative to rootUrl starting with / ({e})"
+            )
+        })?)
+    };
+    if parsed.as_ref().and_then(url::Url::host_str).is_some_and(|h| h.contains('*')) {
         return Err(
             "a wildcard in the host is not allowed; name the host and put the wildcard at the end of the path".into()
         );
@@ -818,7 +816,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     if uri.contains('#') {
         return Err("a redirect URI must not contain a fragment (#)".into());
     }
-    if is_http(scheme) && authority_of(uri).is_none_or(str::is_empty) {
+    if parsed.as_ref().is_some_and(is_http) && written_host(uri).is_none_or(str::is_empty) {
         return Err("an http(s) URI needs a host, e.g. https://app.example.com/callback".into());
     }
     Ok(())
@@ -839,9 +837,11 @@ pub fn check_web_origin(origin: &str) -> Result<(), String> {
         "each entry must be \"+\" (the redirect URIs' origins), \"*\" or an origin like https://app.example.com (scheme, host and optional port; no path, no trailing slash, no wildcard)"
             .to_string()
     };
-    let authority = authority_of(origin).ok_or_else(bad)?;
-    let scheme_len = scheme_of(origin).map_or(0, str::len);
-    if authority.is_empty() || authority.contains('*') || origin.len() != scheme_len + 3 + authority.len() {
+    let u = absolute(origin).map_err(|_| bad())?;
+    let host = written_host(origin).ok_or_else(bad)?;
+    // Nothing after the host (and port) as written: no path, no trailing slash, no query.
+    let only_origin = origin.split_once("://").is_some_and(|(_, rest)| rest == host);
+    if host.is_empty() || host.contains('*') || host.contains('@') || !only_origin || u.host_str().is_none() {
         return Err(bad());
     }
     Ok(())
@@ -858,7 +858,8 @@ pub fn check_url(url: &str, relative: bool) -> Result<(), String> {
         return Err("must not contain a wildcard (*)".into());
     }
     let placeholder = url.starts_with("${authBaseUrl}") || url.starts_with("${authAdminUrl}");
-    let absolute = authority_of(url).is_some_and(|a| !a.is_empty());
+    let absolute = absolute(url).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        && written_host(url).is_some_and(|h| !h.is_empty());
     if !(placeholder || absolute || (relative && url.starts_with('/'))) {
         let rel = if relative { ", a path starting with /" } else { "" };
         return Err(format!(
@@ -969,6 +970,20 @@ mod tests {
         }
         assert_eq!(check_post_logout_redirect_uri("+"), Ok(()));
         assert!(check_redirect_uri("+").is_err());
+    }
+
+    #[test]
+    fn uris_the_url_parser_would_forgive_are_still_refused() {
+        // WHATWG parsing turns `http:///x` into host `x`; kco wants the host written.
+        assert!(check_redirect_uri("http:///x").unwrap_err().contains("needs a host"));
+        assert!(check_redirect_uri("https://app.example.com:99999/cb").unwrap_err().contains("invalid port"));
+        assert!(check_web_origin("https://user:pw@app.example.com").is_err());
+        assert!(check_web_origin("https://app.example.com/").is_err());
+        assert!(check_web_origin("https://app.example.com:8443").is_ok());
+        assert!(check_web_origin("https://app.example.com?x=1").is_err());
+        assert!(check_url("http:///x", false).is_err());
+        assert!(check_url("https://€.example.com/app", false).is_ok());
+        assert!(check_redirect_uri("myapp:*").is_ok());
     }
 
     #[test]

@@ -45,3 +45,21 @@ pub fn uses_secret(instance: &KeycloakInstance, name: &str) -> bool {
     instance.spec.admin_secret_ref.name == name
         || instance.spec.ca_bundle.as_ref().and_then(|c| c.secret_key_ref.as_ref()).is_some_and(|r| r.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_uses_its_admin_and_ca_secrets_only() {
+        let ins: KeycloakInstance = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "kc", "namespace": "ops"},
+            "spec": {"url": "https://kc", "adminSecretRef": {"name": "admin"},
+                     "caBundle": {"secretKeyRef": {"name": "ca", "key": "ca.crt"}}}
+        }))
+        .unwrap();
+        assert!(uses_secret(&ins, "admin"));
+        assert!(uses_secret(&ins, "ca"));
+        assert!(!uses_secret(&ins, "app-credentials"));
+    }
+}

@@ -108,7 +108,10 @@ pub async fn instance_for_realm(
 pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc<KeycloakAdmin>, ReconcileError> {
     let ins_ns = instance.namespace().unwrap_or_default();
     let key = format!("{ins_ns}/{}", instance.name_any());
-    let version = sources_version(ctx, instance, &ins_ns);
+    let version = sources_version(instance, ctx.in_scope(&ins_ns), |name| {
+        let meta = ctx.stores.secrets.get(&ObjectRef::new(name).within(&ins_ns))?;
+        meta.metadata.resource_version.clone()
+    });
     if let Some(version) = &version
         && let Some(entry) = ctx.admins.lock().await.get(&key)
         && entry.version.as_ref() == Some(version)
@@ -116,7 +119,45 @@ pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc
         return Ok(entry.admin.clone());
     }
 
-    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ins_ns);
+    let (credentials, data) = admin_credentials(ctx, instance, &ins_ns, &key).await?;
+    let ca_pem = ca_bundle(ctx, instance, &ins_ns).await?;
+
+    let mut h = DefaultHasher::new();
+    (&instance.spec.url, &instance.spec.admin_realm, &data, &ca_pem).hash(&mut h);
+    let fingerprint = h.finish();
+    let mut cache = ctx.admins.lock().await;
+    if let Some(entry) = cache.get_mut(&key)
+        && entry.fingerprint == fingerprint
+    {
+        entry.version = version;
+        return Ok(entry.admin.clone());
+    }
+    let admin = Arc::new(
+        KeycloakAdmin::new(
+            KeycloakAdminConfig {
+                url: instance.spec.url.clone(),
+                admin_realm: instance.spec.admin_realm.clone(),
+                credentials,
+                ca_pem,
+                timeout: Duration::from_secs(30),
+            },
+            ctx.keycloak_metrics.clone(),
+        )
+        .map_err(|e| ReconcileError::blocked("InstanceInvalid", format!("KeycloakInstance {key}: {e}")))?,
+    );
+    cache.insert(key, CachedAdmin { version, fingerprint, admin: admin.clone() });
+    Ok(admin)
+}
+
+/// The admin credentials in the instance's admin Secret, and that Secret's values (for the
+/// fingerprint).
+async fn admin_credentials(
+    ctx: &Context,
+    instance: &KeycloakInstance,
+    ins_ns: &str,
+    key: &str,
+) -> Result<(AdminCredentials, BTreeMap<String, String>), ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), ins_ns);
     let secret_name = &instance.spec.admin_secret_ref.name;
     let Some(secret) = secrets.get_opt(secret_name).await? else {
         return Err(ReconcileError::blocked(
@@ -148,33 +189,7 @@ pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc
             ));
         }
     };
-    let ca_pem = ca_bundle(ctx, instance, &ins_ns).await?;
-
-    let mut h = DefaultHasher::new();
-    (&instance.spec.url, &instance.spec.admin_realm, &data, &ca_pem).hash(&mut h);
-    let fingerprint = h.finish();
-    let mut cache = ctx.admins.lock().await;
-    if let Some(entry) = cache.get_mut(&key)
-        && entry.fingerprint == fingerprint
-    {
-        entry.version = version;
-        return Ok(entry.admin.clone());
-    }
-    let admin = Arc::new(
-        KeycloakAdmin::new(
-            KeycloakAdminConfig {
-                url: instance.spec.url.clone(),
-                admin_realm: instance.spec.admin_realm.clone(),
-                credentials,
-                ca_pem,
-                timeout: Duration::from_secs(30),
-            },
-            ctx.keycloak_metrics.clone(),
-        )
-        .map_err(|e| ReconcileError::blocked("InstanceInvalid", format!("KeycloakInstance {key}: {e}")))?,
-    );
-    cache.insert(key, CachedAdmin { version, fingerprint, admin: admin.clone() });
-    Ok(admin)
+    Ok((credentials, data))
 }
 
 /// An admin client and what it was built from.
@@ -186,14 +201,12 @@ pub struct CachedAdmin {
     admin: Arc<KeycloakAdmin>,
 }
 
-/// `generation/adminSecretRV/caSecretRV` of an instance's sources, when every one is in the caches.
-fn sources_version(ctx: &Context, instance: &KeycloakInstance, ns: &str) -> Option<String> {
-    if !ctx.in_scope(ns) {
+/// `generation/adminSecretRV/caSecretRV` of an instance's sources, when every one is known: the
+/// instance's namespace is watched (`in_scope`) and `rv` (the Secret cache) has each Secret.
+fn sources_version(instance: &KeycloakInstance, in_scope: bool, rv: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if !in_scope {
         return None;
     }
-    let rv = |name: &str| {
-        ctx.stores.secrets.get(&ObjectRef::new(name).within(ns)).and_then(|m| m.metadata.resource_version.clone())
-    };
     let ca = match &instance.spec.ca_bundle {
         None => String::new(),
         Some(ca) if ca.config_map_key_ref.is_some() => return None,
@@ -274,5 +287,80 @@ pub async fn ensure_realm(ctx: &Context, admin: &KeycloakAdmin, realm: &Keycloak
             tracing::info!(realm = %name, "created realm in Keycloak");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn instance(spec: serde_json::Value) -> KeycloakInstance {
+        serde_json::from_value(json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakInstance",
+            "metadata": {"name": "kc", "namespace": "ops", "generation": 3}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn rvs(name: &str) -> Option<String> {
+        match name {
+            "admin" => Some("10".into()),
+            "ca" => Some("11".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn sources_version_is_known_only_when_every_source_is_cached() {
+        let plain = instance(json!({"url": "https://kc", "adminSecretRef": {"name": "admin"}}));
+        assert_eq!(sources_version(&plain, true, rvs).as_deref(), Some("3/10/"));
+        // Outside the watched namespaces nothing is cached: read.
+        assert_eq!(sources_version(&plain, false, rvs), None);
+        // A Secret not (yet) in the cache: read.
+        let missing = instance(json!({"url": "https://kc", "adminSecretRef": {"name": "other"}}));
+        assert_eq!(sources_version(&missing, true, rvs), None);
+        let ca = instance(json!({"url": "https://kc", "adminSecretRef": {"name": "admin"},
+            "caBundle": {"secretKeyRef": {"name": "ca", "key": "ca.crt"}}}));
+        assert_eq!(sources_version(&ca, true, rvs).as_deref(), Some("3/10/11"));
+        // ConfigMaps are not watched: a CA from one is read every time.
+        let cm = instance(json!({"url": "https://kc", "adminSecretRef": {"name": "admin"},
+            "caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}));
+        assert_eq!(sources_version(&cm, true, rvs), None);
+    }
+
+    #[test]
+    fn a_rotated_admin_secret_changes_the_version() {
+        let plain = instance(json!({"url": "https://kc", "adminSecretRef": {"name": "admin"}}));
+        let before = sources_version(&plain, true, rvs);
+        let after = sources_version(&plain, true, |n| (n == "admin").then(|| "12".to_string()));
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn grant_says_which_field_to_change() {
+        let realm: KeycloakRealm = serde_json::from_value(json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "r", "namespace": "ops"},
+            "spec": {"realmName": "apps", "instanceRef": {"name": "kc"}, "clientAuthorizationGrants": ["team-a"]}
+        }))
+        .unwrap();
+        assert!(grant(&realm, "team-a").0);
+        let (ok, why) = grant(&realm, "team-b");
+        assert!(!ok);
+        assert!(why.contains("spec.clientAuthorizationGrants of KeycloakRealm ops/r"), "{why}");
+    }
+
+    #[test]
+    fn secret_strings_prefer_string_data_and_skip_binary() {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "s"},
+            "data": {"username": "YWRtaW4=", "blob": "/w==", "password": "b2xk"},
+            "stringData": {"password": "new"}
+        }))
+        .unwrap();
+        let s = secret_strings(&secret);
+        assert_eq!(s.get("username").map(String::as_str), Some("admin"));
+        assert_eq!(s.get("password").map(String::as_str), Some("new"));
+        assert!(!s.contains_key("blob"), "not UTF-8");
     }
 }

@@ -43,6 +43,10 @@ pub const FIELD_MANAGER: &str = "kco";
 /// Label put on every object kco writes.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "kco";
+/// Label a Secret must carry (value `"true"`) before a KeycloakClient's `spec.clientSecret` may use
+/// it: set by whoever may write that Secret, so that permission to create KeycloakClients is not
+/// permission to push any Secret of the namespace into Keycloak (and read it back).
+pub const CLIENT_SECRET_OPT_IN_LABEL: &str = "kco.dev/client-secret";
 /// Annotation that lets a KeycloakClient take over a Keycloak client it did not create.
 pub const ADOPT_ANNOTATION: &str = "kco.dev/adopt";
 

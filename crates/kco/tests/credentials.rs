@@ -152,7 +152,8 @@ async fn a_crash_between_rotation_and_secret_write_heals_without_rotating_again(
 
 #[tokio::test]
 async fn a_user_owned_secret_reaches_keycloak_within_seconds() {
-    let (env, ns, _op) = setup("own", "5m").await;
+    let (env, ns, op) = setup("own", "5m").await;
+    // Without the opt-in label the Secret is not used: Failed, naming the label; nothing sent.
     env.apply(
         &ns,
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-own"},
@@ -161,6 +162,18 @@ async fn a_user_owned_secret_reaches_keycloak_within_seconds() {
     .await;
     env.apply(&ns, client("svc", confidential("svc", json!({"clientSecret": {"name": "my-own", "key": "secret"}}))))
         .await;
+    let s = env.wait_phase(&ns, "svc", "Failed", READY).await;
+    assert_eq!(s["reason"], "ClientSecretNotOptedIn", "{s}");
+    assert!(s["message"].as_str().unwrap().contains("kco.dev/client-secret=true"), "{s}");
+    assert_eq!(op.counter("kco_keycloak_requests", &[("kind", "client-secret")]).await, 0, "nothing sent");
+    // Whoever may write the Secret opts it in; the label's event reaches kco within seconds.
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "my-own", "labels": {"kco.dev/client-secret": "true"}},
+        "stringData": {"secret": "first-value-0123456789"}}),
+    )
+    .await;
     env.wait_phase(&ns, "svc", "Ready", READY).await;
     let d = env.secret_data(&ns, "svc-credentials").await.unwrap();
     assert_eq!(d["client-secret"], "first-value-0123456789");
@@ -169,7 +182,8 @@ async fn a_user_owned_secret_reaches_keycloak_within_seconds() {
     let changed_at = std::time::Instant::now();
     env.apply(
         &ns,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-own"},
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "my-own", "labels": {"kco.dev/client-secret": "true"}},
         "stringData": {"secret": "second-value-9876543210"}}),
     )
     .await;

@@ -31,7 +31,8 @@ async fn no_secret_value_reaches_logs_events_or_status() {
     seen.insert(user_value.to_string());
     env.apply(
         &ns,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "own"}, "stringData": {"v": user_value}}),
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "own", "labels": {"kco.dev/client-secret": "true"}}, "stringData": {"v": user_value}}),
     )
     .await;
     let sa = json!({"serviceAccountsEnabled": true, "standardFlowEnabled": false, "directAccessGrantsEnabled": false});

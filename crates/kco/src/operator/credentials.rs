@@ -153,6 +153,16 @@ async fn user_secret(
         )
     };
     let secret = api.get_opt(name).await?.ok_or_else(|| missing(format!("Secret {ns}/{name} does not exist")))?;
+    let label = kco_api::CLIENT_SECRET_OPT_IN_LABEL;
+    if secret.labels().get(label).map(String::as_str) != Some("true") {
+        return Err(ReconcileError::blocked(
+            "ClientSecretNotOptedIn",
+            format!(
+                "spec.clientSecret: Secret {ns}/{name} does not carry the label {label}: \"true\"; whoever may write \
+                 that Secret opts it in with: kubectl label secret -n {ns} {name} {label}=true"
+            ),
+        ));
+    }
     let value = secret_strings(&secret)
         .remove(key)
         .filter(|v| !v.is_empty())

@@ -327,3 +327,33 @@ async fn grace_policies_are_one_per_rule_matched_by_name_and_removed_when_no_cli
     let profiles = env.keycloak_get(&format!("{ns}/client-policies/profiles")).await.unwrap();
     assert!(profiles["profiles"].as_array().unwrap().iter().any(|p| p["name"] == "theirs"), "{profiles}");
 }
+
+/// A namespace deletion removes objects in no fixed order. Deleting the KeycloakRealm, the
+/// KeycloakInstance and the admin Secret before the KeycloakClient still deletes the Keycloak client
+/// (from what status recorded and the admin client kco holds), and releases the finalizer.
+#[tokio::test]
+async fn a_client_deleted_after_its_realm_instance_and_admin_secret_is_still_removed_from_keycloak() {
+    let (env, ns, _op) = setup("orderless", "5m").await;
+    env.apply(&ns, client("svc", confidential("svc", json!({})))).await;
+    let s = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let id = s["internalId"].as_str().unwrap().to_string();
+    assert!(env.keycloak_get(&format!("{ns}/clients/{id}")).await.is_some());
+
+    for (api_version, kind, name) in [
+        ("kco.dev/v1", "KeycloakRealm", "realm"),
+        ("kco.dev/v1", "KeycloakInstance", "local"),
+        ("v1", "Secret", "keycloak-admin"),
+    ] {
+        env.delete(&ns, json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}})).await;
+        wait_for(&format!("{kind} gone"), Duration::from_secs(30), || async {
+            env.get(&ns, api_version, kind, name).await.is_none().then_some(())
+        })
+        .await;
+    }
+    env.delete(&ns, json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": "svc"}})).await;
+    wait_for("the KeycloakClient gone (finalizer released)", Duration::from_secs(60), || async {
+        env.get(&ns, "kco.dev/v1", "KeycloakClient", "svc").await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.keycloak_get(&format!("{ns}/clients/{id}")).await.is_none(), "the Keycloak client was left behind");
+}

@@ -560,16 +560,14 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, Reconcile
         tracing::info!(object = %format!("{ns}/{}", kc.name_any()), "deletionPolicy Orphan: keeping the Keycloak client");
         return Ok(Action::await_change());
     }
-    // A realm or instance that is already gone counts as cleaned up: there is nothing left to reach.
     // No grant is needed to delete: only a client this very object owns is deleted, which can only
-    // take access away.
-    let Some(realm) = realm_of(ctx, kc).await? else {
+    // take access away. The KeycloakRealm, KeycloakInstance and admin Secret may already be gone (a
+    // namespace deletion removes objects in no fixed order): what deletion needs was recorded in
+    // status, and the admin client is kept in memory.
+    let Some((realm_name, admin)) = cleanup_target(ctx, kc).await? else {
         return Ok(Action::await_change());
     };
-    let Some((_, admin)) = admin_of(ctx, &realm).await? else {
-        return Ok(Action::await_change());
-    };
-    let realm_name = &realm.spec.realm_name;
+    let realm_name = &realm_name;
     let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
     let found = match admin.find_client(realm_name, &kc.spec.client_id).await {
         Ok(found) => found,
@@ -583,11 +581,49 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, Reconcile
     {
         admin.delete_client(realm_name, id).await?;
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, "deleted Keycloak client");
-        if c.get("attributes").and_then(grace_rule_of).is_some() {
+        if c.get("attributes").and_then(grace_rule_of).is_some()
+            && let Some(realm) = realm_of(ctx, kc).await?
+        {
             remove_unused_grace_rules(ctx, &admin, &realm).await?;
         }
     }
     Ok(Action::await_change())
+}
+
+/// The Keycloak realm and admin client to delete `kc`'s Keycloak client with; `None` when kco never
+/// recorded one (nothing was created). From the KeycloakRealm and KeycloakInstance while they exist,
+/// else from status (`realm`, `keycloakInstance`) and the admin client last used for that instance.
+async fn cleanup_target(
+    ctx: &Context,
+    kc: &KeycloakClient,
+) -> Result<Option<(String, Arc<kco_keycloak::KeycloakAdmin>)>, ReconcileError> {
+    let status = kc.status.clone().unwrap_or_default();
+    let realm = realm_of(ctx, kc).await?;
+    let Some(realm_name) = realm.as_ref().map(|r| r.spec.realm_name.clone()).or(status.realm) else {
+        return Ok(None);
+    };
+    let live = match &realm {
+        Some(realm) => admin_of(ctx, realm).await,
+        None => Ok(None),
+    };
+    let instance = status.keycloak_instance.unwrap_or_default();
+    match live {
+        Ok(Some((_, admin))) => Ok(Some((realm_name, admin))),
+        failed => match ctx.cached_admin(&instance).await {
+            Some(admin) => Ok(Some((realm_name, admin))),
+            None => Err(failed.err().unwrap_or_else(|| {
+                ReconcileError::blocked(
+                    "CleanupBlocked",
+                    format!(
+                        "cannot delete Keycloak client {} in realm {realm_name}: KeycloakInstance {instance} \
+                         and its admin credentials are gone and kco holds no admin client for it; recreate \
+                         them, or set deletionPolicy: Orphan to keep the Keycloak client and let this object go",
+                        kc.spec.client_id
+                    ),
+                )
+            })),
+        },
+    }
 }
 
 /// The grace rule recorded on a Keycloak client's attributes (non-empty), if any.

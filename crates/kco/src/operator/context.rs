@@ -106,6 +106,12 @@ impl Context {
         }
     }
 
+    /// The admin client last built for KeycloakInstance `ns/name`, whatever changed since: for
+    /// deleting clients after the instance or its Secret is gone.
+    pub async fn cached_admin(&self, instance: &str) -> Option<Arc<kco_keycloak::KeycloakAdmin>> {
+        self.admins.lock().await.get(instance).map(super::resolve::CachedAdmin::admin)
+    }
+
     /// One of the [`Stores`] holds its initial list.
     pub fn cache_synced(&self) {
         self.caches.send_modify(|n| *n += 1);

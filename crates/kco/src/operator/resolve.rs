@@ -201,6 +201,12 @@ pub struct CachedAdmin {
     admin: Arc<KeycloakAdmin>,
 }
 
+impl CachedAdmin {
+    pub fn admin(&self) -> Arc<KeycloakAdmin> {
+        self.admin.clone()
+    }
+}
+
 /// `generation/adminSecretRV/caSecretRV` of an instance's sources, when every one is known: the
 /// instance's namespace is watched (`in_scope`) and `rv` (the Secret cache) has each Secret.
 fn sources_version(instance: &KeycloakInstance, in_scope: bool, rv: impl Fn(&str) -> Option<String>) -> Option<String> {

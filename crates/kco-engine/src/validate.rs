@@ -737,6 +737,10 @@ fn check_name(n: &str) -> Result<(), String> {
     if n.chars().count() > MAX_NAME {
         return Err(format!("must be at most {MAX_NAME} characters"));
     }
+    // Names travel in Admin API paths: "." and ".." would leave their place in the path.
+    if !kco_keycloak::is_plain_segment(n) {
+        return Err("must not be \".\" or \"..\" or contain control characters".into());
+    }
     Ok(())
 }
 

@@ -102,12 +102,25 @@ impl KeycloakAdmin {
         self.base.as_str().trim_end_matches('/')
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    /// The Admin API URL of `segments`, each percent-encoded as one path segment. A segment that
+    /// would leave its place (`.`, `..`, which URL resolution folds away: `realms/../master` is
+    /// `master`), an empty one, or one with control characters (which URL parsing drops) is refused
+    /// before any request, whatever a spec let through: no name can reach another realm's API.
+    fn url(&self, segments: &[&str]) -> Result<Url, Error> {
+        if let Some(bad) = segments.iter().find(|s| !is_plain_segment(s)) {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!("Admin API path {:?}", segments.join("/")),
+                format!(
+                    "the name {bad:?} cannot be used in Keycloak's Admin API (not empty, \".\" or \"..\", no control characters); rename it"
+                ),
+            ));
+        }
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
-        url
+        Ok(url)
     }
 
     async fn access_token(&self, force: bool) -> Result<SecretString, Error> {
@@ -118,7 +131,7 @@ impl KeycloakAdmin {
         {
             return Ok(t.access_token.clone());
         }
-        let url = self.url(&["realms", &self.admin_realm, "protocol", "openid-connect", "token"]);
+        let url = self.url(&["realms", &self.admin_realm, "protocol", "openid-connect", "token"])?;
         let form: Vec<(&str, &str)> = match &self.credentials {
             AdminCredentials::Password { username, password } => vec![
                 ("grant_type", "password"),
@@ -180,7 +193,7 @@ impl KeycloakAdmin {
         body: Option<&Value>,
         kind: &str,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), Error> {
-        let url = self.url(path);
+        let url = self.url(path)?;
         let what = format!("{method} {}", url.path());
         let mut force = false;
         loop {
@@ -355,4 +368,45 @@ fn transport(what: String, e: &reqwest::Error) -> Error {
     // A body that arrived but could not be read is a bad answer, not a missing one.
     let kind = if e.is_decode() || e.is_body() { ErrorKind::Decode } else { ErrorKind::Unreachable };
     Error::new(kind, what, detail)
+}
+
+/// Whether `segment` stays one path segment of its own (see `KeycloakAdmin::url`).
+pub fn is_plain_segment(segment: &str) -> bool {
+    !matches!(segment, "" | "." | "..") && !segment.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin() -> KeycloakAdmin {
+        KeycloakAdmin::new(
+            KeycloakAdminConfig {
+                url: "https://kc.example.com/auth".into(),
+                admin_realm: "master".into(),
+                credentials: AdminCredentials::Password { username: "u".into(), password: SecretString::from("p") },
+                ca_pem: None,
+                timeout: Duration::from_secs(1),
+            },
+            RequestMetrics::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn names_become_one_encoded_segment_each() {
+        let u = admin().url(&["admin", "realms", "a/../../master", "roles", "x?y#z"]).unwrap();
+        assert_eq!(u.as_str(), "https://kc.example.com/auth/admin/realms/a%2F..%2F..%2Fmaster/roles/x%3Fy%23z");
+        let u = admin().url(&["admin", "realms", "r", "roles", "%2e%2e"]).unwrap();
+        assert_eq!(u.path(), "/auth/admin/realms/r/roles/%252e%252e");
+    }
+
+    #[test]
+    fn names_that_would_leave_their_place_are_refused_before_any_request() {
+        for bad in ["..", ".", "", "r\r\nX-Injected: 1", "a\u{0}b"] {
+            let e = admin().url(&["admin", "realms", "r", "roles", bad]).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadRequest, "{bad:?}");
+            assert!(e.detail.contains("rename it"), "{e}");
+        }
+    }
 }

@@ -9,6 +9,6 @@ mod admin;
 mod error;
 mod metrics;
 
-pub use admin::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP};
+pub use admin::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, is_plain_segment};
 pub use error::{Error, ErrorKind};
 pub use metrics::RequestMetrics;

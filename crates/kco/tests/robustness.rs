@@ -3,6 +3,8 @@
 //! that reaches realm administration through a composite role is refused; Keycloak's own refusals of
 //! a spec name the field; throttled and garbled answers are told apart and Retry-After is honoured;
 //! /readyz waits for the watches; the rotation grace policies are one per rule and go when unused.
+//! And from issue #14: a client deleted after its realm, instance and admin Secret still leaves
+//! Keycloak; names built to escape the granted realm are kept verbatim in it or refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::sync::Arc;
@@ -356,4 +358,111 @@ async fn a_client_deleted_after_its_realm_instance_and_admin_secret_is_still_rem
     })
     .await;
     assert!(env.keycloak_get(&format!("{ns}/clients/{id}")).await.is_none(), "the Keycloak client was left behind");
+}
+
+/// Names and values built to escape: path segments, `..`, URL-encoded slashes, header injection,
+/// unicode confusables and bidi controls. Each is refused with a message naming its field, or kept
+/// verbatim in the granted realm; nothing reaches another realm (master's clients and roles are
+/// unchanged). Prints how many were tried.
+#[tokio::test]
+async fn hostile_names_stay_in_the_granted_realm_or_are_refused() {
+    let (env, ns, _op) = setup("escape", "5m").await;
+    // master holds one client per realm the tests made: look names up instead of listing them.
+    let in_master = |client_id: &'static str| {
+        let env = &env;
+        async move {
+            let path = format!("master/clients?clientId={}&first=0&max=5", urlencode(client_id));
+            env.keycloak_get(&path).await.unwrap().as_array().unwrap().len()
+        }
+    };
+    assert_eq!(in_master("../../master/clients").await, 0);
+    let master_roles = env.keycloak_get("master/roles").await.unwrap().as_array().unwrap().len();
+
+    // Kept verbatim: names Keycloak allows, which kco must send as one path segment or a JSON value.
+    let kept_roles = [
+        "a/../../master",
+        "%2e%2e",
+        "..%2F..%2Fmaster",
+        "x?y#z",
+        "role;drop",
+        "ｒｅａｌｍ-admin",
+        "admin\u{202E}nimda",
+        "ключ-€-🔑",
+        "...",
+    ];
+    env.apply(
+        &ns,
+        client(
+            "kept",
+            json!({"clientId": "../../master/clients", "realmRef": {"name": "realm"},
+                   "description": "line one\r\nX-Injected: 1",
+                   "clientRoles": kept_roles}),
+        ),
+    )
+    .await;
+    // Refused: names that would leave their place in a path, a control character, a confusable of
+    // an admin role that does not exist in the realm, and a header injection in a URI.
+    let refused = [
+        ("dots", json!({"clientRoles": [".."]}), "spec.clientRoles[0]"),
+        ("dot", json!({"clientRoles": ["."]}), "spec.clientRoles[0]"),
+        ("control", json!({"clientRoles": ["bad\u{7}bell"]}), "spec.clientRoles[0]"),
+        (
+            "confusable",
+            json!({"settings": {"serviceAccountsEnabled": true}, "serviceAccountRoles": {"realmRoles": ["ｒｅａｌｍ-admin"]}}),
+            "ｒｅａｌｍ-admin",
+        ),
+        ("inject", json!({"redirectUris": ["https://app.example.com/cb\r\nX-Injected: 1"]}), "spec.redirectUris[0]"),
+    ];
+    // Refused by the apiserver (CEL) at once, or by the operator (Failed): either names the field.
+    let mut by_operator = vec![];
+    for (name, extra, says) in &refused {
+        let mut spec = json!({"clientId": format!("hostile-{name}"), "realmRef": {"name": "realm"}});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        match env.try_apply(&ns, &client(name, spec)).await {
+            Ok(()) => by_operator.push((*name, *says)),
+            Err(e) => assert!(e.contains(says), "{name}: {e}"),
+        }
+    }
+
+    let s = env.wait_phase(&ns, "kept", "Ready", READY).await;
+    let id = s["internalId"].as_str().unwrap();
+    let c = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
+    assert_eq!(c["clientId"], "../../master/clients");
+    assert_eq!(c["description"], "line one\r\nX-Injected: 1");
+    let roles = env.keycloak_get(&format!("{ns}/clients/{id}/roles")).await.unwrap();
+    let mut names: Vec<String> =
+        roles.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    let mut want: Vec<String> = kept_roles.iter().map(|r| r.to_string()).collect();
+    want.sort();
+    assert_eq!(names, want, "every role kept verbatim in the granted realm");
+
+    for (name, says) in &by_operator {
+        let s = env.wait_phase(&ns, name, "Failed", READY).await;
+        let message = s["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    assert_eq!(in_master("../../master/clients").await, 0, "a client in master");
+    assert_eq!(env.keycloak_get("master/roles").await.unwrap().as_array().unwrap().len(), master_roles);
+    println!(
+        "hostile names tried: {} kept verbatim, {} refused ({} by the apiserver, {} by the operator), 0 reached another realm",
+        kept_roles.len() + 2,
+        refused.len(),
+        refused.len() - by_operator.len(),
+        by_operator.len()
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -33,54 +33,47 @@ pub async fn apply_plan(
 ) -> Result<ApplyOutcome, EngineError> {
     let mut id = existing_id.map(str::to_string);
     let mut created = false;
-    let mut scope_ids: Option<BTreeMap<String, String>> = None;
-    let mut sa_user: Option<String> = None;
+    let mut applier = Applier { kc, realm, allow_admin_role_grants, scope_ids: None, sa_user: None };
     for op in &plan.operations {
-        use ClientOperation::*;
-        if let CreateClient { representation } = op {
+        if let ClientOperation::CreateClient { representation } = op {
             id = Some(kc.create_client(realm, representation).await?);
             created = true;
             continue;
         }
-        let client = need(&id)?;
+        applier.apply(need(&id)?, op).await?;
+    }
+    let internal_id = id.ok_or_else(|| Error::new(ErrorKind::Protocol, "apply", "no client id after apply"))?;
+    Ok(ApplyOutcome { internal_id, created, changed_fields: if created { vec![] } else { plan.changed_fields() } })
+}
+
+/// One client's operations against one realm, with the lookups they share (the realm's scope ids,
+/// the service-account user) made once.
+struct Applier<'a> {
+    kc: &'a KeycloakAdmin,
+    realm: &'a str,
+    allow_admin_role_grants: bool,
+    scope_ids: Option<BTreeMap<String, String>>,
+    sa_user: Option<String>,
+}
+
+impl Applier<'_> {
+    /// Carry out `op` on the existing client `client` (its internal id).
+    async fn apply(&mut self, client: &str, op: &ClientOperation) -> Result<(), EngineError> {
+        use ClientOperation::*;
+        let (kc, realm) = (self.kc, self.realm);
         match op {
             CreateClient { .. } => {}
             UpdateClient { representation, .. } => kc.update_client(realm, client, representation).await?,
-            AddDefaultScope(name) | RemoveDefaultScope(name) | AddOptionalScope(name) | RemoveOptionalScope(name) => {
-                if scope_ids.is_none() {
-                    scope_ids = Some(realm_scope_ids(kc, realm).await?);
-                }
-                let (list, add, field) = match op {
-                    AddDefaultScope(_) => ("default-client-scopes", true, "defaultClientScopes"),
-                    RemoveDefaultScope(_) => ("default-client-scopes", false, "defaultClientScopes"),
-                    AddOptionalScope(_) => ("optional-client-scopes", true, "optionalClientScopes"),
-                    _ => ("optional-client-scopes", false, "optionalClientScopes"),
-                };
-                let scope_id = scope_ids.as_ref().and_then(|m| m.get(name)).ok_or_else(|| {
-                    EngineError::invalid(
-                        field,
-                        format!(
-                            "realm {realm} has no client scope named {name:?}; create it or remove it from the spec"
-                        ),
-                    )
-                })?;
-                let path = [realm, "clients", client, list, scope_id.as_str()];
-                if add {
-                    kc.put(&path, &Value::Null, "client-scope-link").await?;
-                } else {
-                    kc.delete(&path, None, "client-scope-link").await?;
-                }
-            }
+            AddDefaultScope(name) => self.scope_link(client, "default-client-scopes", name, true).await?,
+            RemoveDefaultScope(name) => self.scope_link(client, "default-client-scopes", name, false).await?,
+            AddOptionalScope(name) => self.scope_link(client, "optional-client-scopes", name, true).await?,
+            RemoveOptionalScope(name) => self.scope_link(client, "optional-client-scopes", name, false).await?,
             CreateMapper(rep) => {
                 kc.post(&[realm, "clients", client, "protocol-mappers", "models"], rep, "protocol-mapper").await?;
             }
             UpdateMapper { id: mapper, representation } => {
-                kc.put(
-                    &[realm, "clients", client, "protocol-mappers", "models", mapper],
-                    representation,
-                    "protocol-mapper",
-                )
-                .await?;
+                let path = [realm, "clients", client, "protocol-mappers", "models", mapper.as_str()];
+                kc.put(&path, representation, "protocol-mapper").await?;
             }
             DeleteMapper { id: mapper, .. } => {
                 kc.delete(&[realm, "clients", client, "protocol-mappers", "models", mapper], None, "protocol-mapper")
@@ -93,65 +86,94 @@ pub async fn apply_plan(
             DeleteClientRole(name) => {
                 kc.delete(&[realm, "clients", client, "roles", name], None, "client-role").await?
             }
-            GrantRealmRoles(names) | RevokeRealmRoles(names) => {
-                let user = service_account_user(kc, realm, client, &mut sa_user).await?;
-                let mut reps = Vec::new();
-                let field = "serviceAccountRoles.realmRoles";
-                for name in names {
-                    reps.push(kc.get(&[realm, "roles", name], &[], "role").await.map_err(|e| {
-                        missing(
-                            e,
-                            field,
-                            format!("realm {realm} has no role {name:?}; create it or remove it from the list"),
-                        )
-                    })?);
-                }
-                let grant = matches!(op, GrantRealmRoles(_));
-                if grant && !allow_admin_role_grants {
-                    refuse_admin_composites(kc, realm, field, &reps).await?;
-                }
-                let path = [realm, "users", user.as_str(), "role-mappings", "realm"];
-                let body = Value::Array(reps);
-                if grant {
-                    kc.post(&path, &body, "role-mapping").await?;
-                } else {
-                    kc.delete(&path, Some(&body), "role-mapping").await?;
-                }
-            }
-            GrantClientRoles { client_id, roles } | RevokeClientRoles { client_id, roles } => {
-                let user = service_account_user(kc, realm, client, &mut sa_user).await?;
-                let target = target_client(kc, realm, client_id).await?;
-                let field = format!("serviceAccountRoles.clientRoles.{client_id}");
-                let mut reps = Vec::new();
-                for name in roles {
-                    reps.push(kc.get(&[realm, "clients", &target, "roles", name], &[], "client-role").await.map_err(
-                        |e| {
-                            missing(
-                                e,
-                                &field,
-                                format!(
-                                    "client {client_id} has no role {name:?}; create it or remove it from the list"
-                                ),
-                            )
-                        },
-                    )?);
-                }
-                let grant = matches!(op, GrantClientRoles { .. });
-                if grant && !allow_admin_role_grants {
-                    refuse_admin_composites(kc, realm, &field, &reps).await?;
-                }
-                let path = [realm, "users", user.as_str(), "role-mappings", "clients", target.as_str()];
-                let body = Value::Array(reps);
-                if grant {
-                    kc.post(&path, &body, "role-mapping").await?;
-                } else {
-                    kc.delete(&path, Some(&body), "role-mapping").await?;
-                }
-            }
+            GrantRealmRoles(names) => self.realm_roles(client, names, true).await?,
+            RevokeRealmRoles(names) => self.realm_roles(client, names, false).await?,
+            GrantClientRoles { client_id, roles } => self.client_roles(client, client_id, roles, true).await?,
+            RevokeClientRoles { client_id, roles } => self.client_roles(client, client_id, roles, false).await?,
         }
+        Ok(())
     }
-    let internal_id = id.ok_or_else(|| Error::new(ErrorKind::Protocol, "apply", "no client id after apply"))?;
-    Ok(ApplyOutcome { internal_id, created, changed_fields: if created { vec![] } else { plan.changed_fields() } })
+
+    /// Link (`add`) or unlink the realm's client scope `name` in `list` (`default-client-scopes`
+    /// or `optional-client-scopes`).
+    async fn scope_link(&mut self, client: &str, list: &str, name: &str, add: bool) -> Result<(), EngineError> {
+        let (kc, realm) = (self.kc, self.realm);
+        if self.scope_ids.is_none() {
+            self.scope_ids = Some(realm_scope_ids(kc, realm).await?);
+        }
+        let field = if list == "default-client-scopes" { "defaultClientScopes" } else { "optionalClientScopes" };
+        let scope_id = self.scope_ids.as_ref().and_then(|m| m.get(name)).ok_or_else(|| {
+            EngineError::invalid(
+                field,
+                format!("realm {realm} has no client scope named {name:?}; create it or remove it from the spec"),
+            )
+        })?;
+        let path = [realm, "clients", client, list, scope_id.as_str()];
+        if add {
+            kc.put(&path, &Value::Null, "client-scope-link").await?;
+        } else {
+            kc.delete(&path, None, "client-scope-link").await?;
+        }
+        Ok(())
+    }
+
+    /// Grant (or revoke) realm roles `names` to the client's service account.
+    async fn realm_roles(&mut self, client: &str, names: &[String], grant: bool) -> Result<(), EngineError> {
+        let (kc, realm) = (self.kc, self.realm);
+        let user = service_account_user(kc, realm, client, &mut self.sa_user).await?;
+        let field = "serviceAccountRoles.realmRoles";
+        let mut reps = Vec::new();
+        for name in names {
+            reps.push(kc.get(&[realm, "roles", name], &[], "role").await.map_err(|e| {
+                missing(e, field, format!("realm {realm} has no role {name:?}; create it or remove it from the list"))
+            })?);
+        }
+        let path = [realm, "users", user.as_str(), "role-mappings", "realm"];
+        self.role_mapping(&path, field, reps, grant).await
+    }
+
+    /// Grant (or revoke) roles `roles` of client `client_id` to the client's service account.
+    async fn client_roles(
+        &mut self,
+        client: &str,
+        client_id: &str,
+        roles: &[String],
+        grant: bool,
+    ) -> Result<(), EngineError> {
+        let (kc, realm) = (self.kc, self.realm);
+        let user = service_account_user(kc, realm, client, &mut self.sa_user).await?;
+        let target = target_client(kc, realm, client_id).await?;
+        let field = format!("serviceAccountRoles.clientRoles.{client_id}");
+        let mut reps = Vec::new();
+        for name in roles {
+            let rep = kc.get(&[realm, "clients", &target, "roles", name], &[], "client-role").await;
+            reps.push(rep.map_err(|e| {
+                missing(
+                    e,
+                    &field,
+                    format!("client {client_id} has no role {name:?}; create it or remove it from the list"),
+                )
+            })?);
+        }
+        let path = [realm, "users", user.as_str(), "role-mappings", "clients", target.as_str()];
+        self.role_mapping(&path, &field, reps, grant).await
+    }
+
+    /// Post (grant) or delete (revoke) role representations `reps` at a role-mapping `path`;
+    /// a grant reaching realm administration through composites is refused first (see
+    /// [`apply_plan`]).
+    async fn role_mapping(&self, path: &[&str], field: &str, reps: Vec<Value>, grant: bool) -> Result<(), EngineError> {
+        if grant && !self.allow_admin_role_grants {
+            refuse_admin_composites(self.kc, self.realm, field, &reps).await?;
+        }
+        let body = Value::Array(reps);
+        if grant {
+            self.kc.post(path, &body, "role-mapping").await?;
+        } else {
+            self.kc.delete(path, Some(&body), "role-mapping").await?;
+        }
+        Ok(())
+    }
 }
 
 fn need(id: &Option<String>) -> Result<&str, Error> {

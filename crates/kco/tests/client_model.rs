@@ -425,6 +425,20 @@ async fn instance_status_reports_reachability_and_wrong_credentials_are_told_apa
     })
     .await;
     assert!(s["message"].as_str().unwrap().contains("HTTP 401"), "{s}");
+
+    // The right password again (a rotated admin Secret): the Secret's watch event rebuilds the admin
+    // client at once, and the client reaches Ready within seconds, not at the next resync (5m).
+    let fixed_at = std::time::Instant::now();
+    env.apply(
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keycloak-admin"},
+        "stringData": {"username": env.admin_user, "password": env.admin_password}}),
+    )
+    .await;
+    env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let took = fixed_at.elapsed();
+    println!("admin Secret fixed → client Ready in {:.1}s", took.as_secs_f64());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 #[tokio::test]

@@ -303,6 +303,8 @@ fn attributes(spec: &KeycloakClientSpec, e: &mut Errors) {
                 format!("attributes.{key}"),
                 format!("must not set {OWNER_ATTRIBUTE}; kco records the owning KeycloakClient there"),
             );
+        } else if key.starts_with("kco.dev/") {
+            e.push(format!("attributes.{key}"), "must not use the kco.dev/ prefix; kco keeps its own records there");
         } else if let Some((_, field, _)) = typed.iter().find(|(k, _, value)| *k == key && value.is_some()) {
             e.push(
                 format!("attributes.{key}"),
@@ -1046,7 +1048,14 @@ mod tests {
             json!({"settings": {"pkceCodeChallengeMethod": "S256"}, "attributes": {"pkce.code.challenge.method": "plain"}}),
             "conflicts with spec.settings.pkceCodeChallengeMethod",
         );
-        accepted(json!({"attributes": {"pkce.code.challenge.method": "S256"}}));
+        // Scalar settings are always managed (omitted = Keycloak's default), so the map may not set them.
+        refused(
+            json!({"attributes": {"pkce.code.challenge.method": "S256"}}),
+            "conflicts with spec.settings.pkceCodeChallengeMethod",
+        );
+        refused(json!({"attributes": {"kco.dev/attributes": "[]"}}), "must not use the kco.dev/ prefix");
+        // The list postLogoutRedirectUris is unmanaged when omitted: the raw attribute is the user's.
+        accepted(json!({"attributes": {"post.logout.redirect.uris": "https://a"}}));
         refused(json!({"settings": {"accessTokenLifespan": -1}}), "spec.settings.accessTokenLifespan: -1 is negative");
     }
 

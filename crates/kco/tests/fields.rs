@@ -344,3 +344,62 @@ async fn saml_docker_bearer_only_and_service_account_client_roles() {
     .await;
     idle_writes_nothing(&op).await;
 }
+
+/// Every phase the object passes through, in order (consecutive repeats folded), from a watch that
+/// is established when this returns.
+async fn record_phases(env: &Env, ns: &str, name: &str) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use futures::StreamExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (started, watching) = tokio::sync::oneshot::channel();
+    let mut started = Some(started);
+    let api: Api<KeycloakClient> = Api::namespaced(env.kube.clone(), ns);
+    let config = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut stream = kube::runtime::watcher(api, config).boxed();
+        while let Some(ev) = stream.next().await {
+            let objs = match ev {
+                Ok(kube::runtime::watcher::Event::Apply(o) | kube::runtime::watcher::Event::InitApply(o)) => vec![o],
+                Ok(kube::runtime::watcher::Event::InitDone) => {
+                    if let Some(s) = started.take() {
+                        let _ = s.send(());
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            for o in objs {
+                let Some(phase) = o.status.and_then(|s| s.phase) else { continue };
+                let phase = format!("{phase:?}");
+                let mut seen = out.lock().unwrap();
+                if seen.last() != Some(&phase) {
+                    seen.push(phase);
+                }
+            }
+        }
+    });
+    watching.await.unwrap();
+    seen
+}
+
+#[tokio::test]
+async fn phases_tell_creation_and_update_apart_and_idle_resyncs_write_none() {
+    let (env, ns, op) = setup("phases").await;
+    let phases = record_phases(&env, &ns, "web").await;
+    let spec = |url: &str| json!({"clientId": "web", "realmRef": {"name": "realm"}, "adminUrl": url});
+    converge(&env, &ns, "web", spec("https://a.example.com")).await;
+    idle_writes_nothing(&op).await;
+    let kube_writes = op.kubernetes_writes().await;
+    idle_writes_nothing(&op).await;
+    assert_eq!(op.kubernetes_writes().await, kube_writes, "an idle resync wrote to Kubernetes");
+    assert_eq!(*phases.lock().unwrap(), ["Provisioning", "Ready"]);
+
+    converge(&env, &ns, "web", spec("https://b.example.com")).await;
+    let s = env.client_status(&ns, "web").await;
+    assert_eq!(s["phase"], "Ready");
+    wait_for("the watch saw Ready again", Duration::from_secs(10), || async {
+        (phases.lock().unwrap().len() >= 4).then_some(())
+    })
+    .await;
+    assert_eq!(*phases.lock().unwrap(), ["Provisioning", "Ready", "Updating", "Ready"]);
+}

@@ -166,9 +166,37 @@ struct StatusFacts {
     regenerated_generation: Option<Option<i64>>,
     /// Set when this reconcile changed something in Keycloak or a Secret.
     changed_at: Option<jiff::Timestamp>,
+    /// The in-progress status (Provisioning, Updating) this reconcile wrote, if any: the final status
+    /// is compared against it, not against the status the reconcile started from.
+    progress: Option<KeycloakClientStatus>,
 }
 
 impl StatusFacts {
+    /// Say in status what is about to happen (phase Provisioning or Updating), right before a Keycloak
+    /// write; a reconcile that writes nothing never calls this, so idle resyncs stay silent.
+    async fn progress(
+        &mut self,
+        ctx: &Context,
+        kc: &KeycloakClient,
+        phase: Phase,
+        message: String,
+    ) -> Result<(), ReconcileError> {
+        let reason = if phase == Phase::Provisioning { "Provisioning" } else { "Updating" };
+        let status = self.status(kc, phase, reason, message);
+        write_status(ctx, &self.current(kc), status.clone()).await?;
+        self.progress = Some(status);
+        Ok(())
+    }
+
+    /// The object as the next status write should compare against.
+    fn current(&self, kc: &KeycloakClient) -> KeycloakClient {
+        let mut kc = kc.clone();
+        if let Some(p) = &self.progress {
+            kc.status = Some(p.clone());
+        }
+        kc
+    }
+
     fn status(&self, kc: &KeycloakClient, phase: Phase, reason: &str, message: String) -> KeycloakClientStatus {
         let prev = kc.status.clone().unwrap_or_default();
         KeycloakClientStatus {
@@ -221,7 +249,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                 message.push_str("; note: ");
                 message.push_str(&note);
             }
-            write_status(ctx, kc, facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
+            write_status(ctx, &facts.current(kc), facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
             }
@@ -239,7 +267,8 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                 (Phase::Failed, Some(Action::requeue(ctx.resync)))
             };
             let message = e.to_string();
-            let wrote = write_status(ctx, kc, facts.status(kc, phase, e.reason(), message.clone())).await?;
+            let wrote =
+                write_status(ctx, &facts.current(kc), facts.status(kc, phase, e.reason(), message.clone())).await?;
             if wrote {
                 publish(ctx, kc, EventType::Warning, e.reason(), message).await;
             }
@@ -265,7 +294,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -
         other => other?,
     };
     let desired = desired_client(kc, &target).await?;
-    let mut applied = apply_client(ctx, kc, &target, &desired, existing).await?;
+    let mut applied = apply_client(ctx, kc, &target, &desired, existing, facts).await?;
     facts.internal_id = Some(applied.internal_id.clone());
     facts.roles = desired.client_roles.clone();
     facts.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
@@ -415,6 +444,7 @@ async fn apply_client(
     target: &Target,
     desired: &DesiredClient,
     existing: Option<Value>,
+    facts: &mut StatusFacts,
 ) -> Result<Applied, ReconcileError> {
     let (admin, realm_name) = (&target.admin, &target.realm_name);
     if let Some(o) = &existing {
@@ -436,6 +466,16 @@ async fn apply_client(
         None => None,
     };
     let plan = plan_client(desired, observed.as_ref());
+    if !plan.is_empty() {
+        let (phase, message) = match &observed {
+            None => (Phase::Provisioning, format!("creating client {} in realm {realm_name}", kc.spec.client_id)),
+            Some(_) => (
+                Phase::Updating,
+                format!("applying changes to client {}: {}", kc.spec.client_id, plan.changed_fields().join(", ")),
+            ),
+        };
+        facts.progress(ctx, kc, phase, message).await?;
+    }
     let allow_admin = target.realm.spec.allow_admin_role_grants;
     let outcome = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), allow_admin).await?;
     if !plan.is_empty() {

@@ -36,10 +36,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["kco.dev"]
   resources: ["keycloakrealms", "keycloakinstances"]
   verbs: ["get", "list", "watch"]
-# Managed Secrets are written; user-owned ones (admin credentials, clientSecret) are read.
+# Consent to receive credentials in another namespace: read by key, never written.
+- apiGroups: ["kco.dev"]
+  resources: ["keycloakcredentialsgrants"]
+  verbs: ["get"]
+# Managed Secrets are written; user-owned ones (admin credentials, clientSecret) are read; Secrets in
+# other namespaces (no owner reference to collect them) are deleted by kco itself.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # CA bundles.
 - apiGroups: [""]
   resources: ["configmaps"]

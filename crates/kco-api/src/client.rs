@@ -324,9 +324,14 @@ pub struct SecretMetadata {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[schemars(transform = cel::additional_secret_rules())]
 pub struct AdditionalSecret {
-    /// Name of the Secret, in the KeycloakClient's namespace.
+    /// Name of the Secret (unique across the list, whatever its namespace).
     #[schemars(transform = cel::object_name("spec.additionalSecrets[].name"))]
     pub name: String,
+    /// Namespace of the Secret; omitted: the KeycloakClient's own. Another namespace must consent
+    /// with a KeycloakCredentialsGrant there named after this KeycloakClient's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::k8s_namespace())]
+    pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<SecretFormat>,
     /// Key → template; placeholders: `{{clientId}}`, `{{clientSecret}}`, `{{issuer}}`, `{{tokenEndpoint}}`,
@@ -770,6 +775,10 @@ pub struct KeycloakClientStatus {
     pub regenerated_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Secrets kco wrote in other namespaces (`namespace/name`), so that it can delete them when they
+    /// leave the spec or the KeycloakClient is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_secrets: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

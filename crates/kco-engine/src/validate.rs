@@ -371,6 +371,14 @@ fn additional_secret<'a>(
             format!("{:?} is the managed Secret (spec.secretName); choose another name", s.name),
         );
     }
+    if let Some(ns) = &s.namespace
+        && !crate::kube_names::is_dns_label(ns)
+    {
+        e.push(
+            format!("{at}.namespace"),
+            format!("{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63 characters)"),
+        );
+    }
     for (k, v) in s.labels.iter().flatten() {
         if let Err(why) = check_qualified_name(k) {
             e.push(format!("{at}.labels.{k}"), format!("key {k:?}: {why}"));
@@ -1054,6 +1062,11 @@ mod tests {
             "conflicts with spec.settings.pkceCodeChallengeMethod",
         );
         refused(json!({"attributes": {"kco.dev/attributes": "[]"}}), "must not use the kco.dev/ prefix");
+        refused(
+            json!({"additionalSecrets": [{"name": "x", "namespace": "Not_A_Namespace", "format": "mlflow"}]}),
+            "additionalSecrets[0].namespace",
+        );
+        accepted(json!({"additionalSecrets": [{"name": "x", "namespace": "mlflow", "format": "mlflow"}]}));
         // The list postLogoutRedirectUris is unmanaged when omitted: the raw attribute is the user's.
         accepted(json!({"attributes": {"post.logout.redirect.uris": "https://a"}}));
         refused(json!({"settings": {"accessTokenLifespan": -1}}), "spec.settings.accessTokenLifespan: -1 is negative");

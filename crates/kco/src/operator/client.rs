@@ -169,6 +169,8 @@ struct StatusFacts {
     /// The in-progress status (Provisioning, Updating) this reconcile wrote, if any: the final status
     /// is compared against it, not against the status the reconcile started from.
     progress: Option<KeycloakClientStatus>,
+    /// Secrets in other namespaces kco answers for after this reconcile (`namespace/name`).
+    remote_secrets: Option<Vec<String>>,
 }
 
 impl StatusFacts {
@@ -229,6 +231,7 @@ impl StatusFacts {
                 None => prev.regenerated_generation,
             },
             conditions: prev.conditions,
+            remote_secrets: self.remote_secrets.clone().unwrap_or(prev.remote_secrets),
         }
     }
 }
@@ -505,11 +508,13 @@ async fn publish_secrets(
     facts: &mut StatusFacts,
 ) -> Result<Vec<String>, ReconcileError> {
     let mut written = Vec::new();
+    let own_ns = kc.namespace().unwrap_or_default();
     if kc.spec.manage_secret {
         let secret_name = kc.secret_name();
         let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
         let out = OutputSecret {
             name: &secret_name,
+            namespace: &own_ns,
             field: "spec.secretName".into(),
             labels: meta.labels,
             annotations: meta.annotations,
@@ -520,18 +525,42 @@ async fn publish_secrets(
         facts.secret = Some(secret_name);
     }
     // Consumer-format Secrets are written even with manageSecret: false: asking for them is explicit.
+    // One in another namespace only with that namespace's consent; the others are written regardless,
+    // so a refusal there never leaves this namespace's Secrets behind a rotation.
+    let mut refused = Vec::new();
+    let mut remote = Vec::new();
     for (i, extra) in kc.spec.additional_secrets.iter().flatten().enumerate() {
         let data = render_additional(extra, credentials, realm_name)
             .map_err(|e| ReconcileError::blocked(kco_engine::error::INVALID_SPEC, e.to_string()))?;
+        let ns = extra.namespace.as_deref().unwrap_or(&own_ns);
+        if ns != own_ns {
+            remote.push(format!("{ns}/{}", extra.name));
+            if let Some(why) = super::secret::consent(ctx, kc, ns).await? {
+                refused.push(format!("spec.additionalSecrets[{i}] (Secret {ns}/{}): {why}", extra.name));
+                continue;
+            }
+        }
         let out = OutputSecret {
             name: &extra.name,
+            namespace: ns,
             field: format!("spec.additionalSecrets[{i}].name"),
             labels: extra.labels.clone(),
             annotations: extra.annotations.clone(),
         };
         if ensure_secret(ctx, kc, &out, &data).await? {
-            written.push(extra.name.clone());
+            written.push(if ns == own_ns { extra.name.clone() } else { format!("{ns}/{}", extra.name) });
         }
+    }
+    // Secrets kco wrote elsewhere that the spec no longer names are deleted (the consent they were
+    // written under does not cover keeping stale credentials).
+    let prev = kc.status.as_ref().map(|s| s.remote_secrets.clone()).unwrap_or_default();
+    let stale: Vec<String> = prev.into_iter().filter(|k| !remote.contains(k)).collect();
+    if !stale.is_empty() {
+        super::secret::delete_remote_secrets(ctx, kc, &stale).await?;
+    }
+    facts.remote_secrets = Some(remote);
+    if !refused.is_empty() {
+        return Err(ReconcileError::blocked("CredentialsNotAccepted", refused.join("; ")));
     }
     Ok(written)
 }
@@ -596,6 +625,15 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
+    // Secrets in other namespaces have no owner reference to collect them: delete them here, like
+    // Kubernetes deletes the local ones (whatever deletionPolicy says about the Keycloak client).
+    let mut remote = kc.status.as_ref().map(|s| s.remote_secrets.clone()).unwrap_or_default();
+    for extra in kc.spec.additional_secrets.iter().flatten() {
+        if let Some(other) = extra.namespace.as_deref().filter(|n| *n != ns) {
+            remote.push(format!("{other}/{}", extra.name));
+        }
+    }
+    super::secret::delete_remote_secrets(ctx, kc, &remote).await?;
     if kc.spec.deletion_policy == DeletionPolicy::Orphan {
         tracing::info!(object = %format!("{ns}/{}", kc.name_any()), "deletionPolicy Orphan: keeping the Keycloak client");
         return Ok(Action::await_change());

@@ -24,7 +24,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq $le "auto" -}}{{ gt (int .Values.replicaCount) 1 }}{{- else -}}{{ $le }}{{- end -}}
 {{- end -}}
 
-{{/* The rules kco needs in the namespaces it watches: the same as deploy/rbac.yaml. */}}
+{{/* The rules kco needs in the namespaces it watches; with kco.crossNamespaceRules, deploy/rbac.yaml. */}}
 {{- define "kco.rules" -}}
 # The resources kco reconciles; patch covers the finalizer.
 - apiGroups: ["kco.dev"]
@@ -36,15 +36,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["kco.dev"]
   resources: ["keycloakrealms", "keycloakinstances"]
   verbs: ["get", "list", "watch"]
-# Consent to receive credentials in another namespace: read by key, never written.
-- apiGroups: ["kco.dev"]
-  resources: ["keycloakcredentialsgrants"]
-  verbs: ["get"]
-# Managed Secrets are written; user-owned ones (admin credentials, clientSecret) are read; Secrets in
-# other namespaces (no owner reference to collect them) are deleted by kco itself.
+# Managed Secrets are written; user-owned ones (admin credentials, clientSecret) are read.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # CA bundles.
 - apiGroups: [""]
   resources: ["configmaps"]
@@ -52,4 +47,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end -}}
+
+
+{{/* Cluster-wide mode only: credentials delivered into other namespaces (additionalSecrets[].namespace). */}}
+{{- define "kco.crossNamespaceRules" -}}
+# Consent to receive credentials in another namespace: read by key, never written.
+- apiGroups: ["kco.dev"]
+  resources: ["keycloakcredentialsgrants"]
+  verbs: ["get"]
+# Secrets in other namespaces have no owner reference to collect them: kco deletes them itself.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["delete"]
 {{- end -}}

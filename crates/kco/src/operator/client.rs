@@ -469,7 +469,12 @@ async fn apply_client(
         None => None,
     };
     let plan = plan_client(desired, observed.as_ref());
-    if !plan.is_empty() {
+    // A retry of the same generation after a failure keeps saying Failed or Degraded (and why) until it
+    // succeeds, rather than flipping the phase on every attempt.
+    let retry = kc.status.as_ref().is_some_and(|s| {
+        matches!(s.phase, Some(Phase::Failed | Phase::Degraded)) && s.observed_generation == kc.metadata.generation
+    });
+    if !plan.is_empty() && !retry {
         let (phase, message) = match &observed {
             None => (Phase::Provisioning, format!("creating client {} in realm {realm_name}", kc.spec.client_id)),
             Some(_) => (

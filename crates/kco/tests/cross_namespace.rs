@@ -99,7 +99,8 @@ async fn credentials_reach_other_namespaces_only_with_their_consent() {
     env.apply(&platform, client("mlflow-auth", spec(true))).await;
     let s = wait_for("Failed after the revoke", READY, || async {
         let s = env.client_status(&platform, "mlflow-auth").await;
-        (s["phase"] == "Failed" && s["reason"] == "CredentialsNotAccepted").then_some(s)
+        let regenerated = !s["regeneratedGeneration"].is_null();
+        (s["phase"] == "Failed" && s["reason"] == "CredentialsNotAccepted" && regenerated).then_some(s)
     })
     .await;
     assert!(!s["message"].as_str().unwrap().contains(&format!("namespace {mlflow}:")), "{s}");

@@ -94,7 +94,8 @@ pub struct KeycloakClientSpec {
     pub client_roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_roles: Option<ServiceAccountRoles>,
-    /// Extra Keycloak client attributes; only the keys listed are managed.
+    /// Extra Keycloak client attributes; omitted = not managed. A key dropped from the map (every key,
+    /// with `{}`) is removed from Keycloak; attributes kco did not set from this map are left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::attributes())]
     pub attributes: Option<BTreeMap<String, String>>,
@@ -306,7 +307,8 @@ pub struct ServiceAccountRoles {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::name_set())]
     pub realm_roles: Option<Vec<String>>,
-    /// Client id → role names granted; only the clients listed are managed.
+    /// Client id → role names granted: the whole set of the service account's client-role grants (a
+    /// client left out loses its grants; `{}` revokes all); omitted = not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::role_map())]
     pub client_roles: Option<BTreeMap<String, Vec<String>>>,

@@ -40,7 +40,7 @@ pub struct DesiredClient {
     pub client_roles: Option<Vec<String>>,
     /// Realm roles of the service-account user (`default-roles-<realm>` is never revoked).
     pub service_account_realm_roles: Option<Vec<String>>,
-    /// Client id → roles of that client granted to the service-account user; only listed clients are managed.
+    /// Client id → roles of that client granted to the service-account user: the whole set (see plan).
     pub service_account_client_roles: Option<BTreeMap<String, Vec<String>>>,
 }
 

@@ -24,7 +24,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq $le "auto" -}}{{ gt (int .Values.replicaCount) 1 }}{{- else -}}{{ $le }}{{- end -}}
 {{- end -}}
 
-{{/* The rules kco needs in the namespaces it watches: the same as deploy/rbac.yaml. */}}
+{{/* The rules kco needs in the namespaces it watches; with kco.crossNamespaceRules, deploy/rbac.yaml. */}}
 {{- define "kco.rules" -}}
 # The resources kco reconciles; patch covers the finalizer.
 - apiGroups: ["kco.dev"]
@@ -47,4 +47,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end -}}
+
+
+{{/* Cluster-wide mode only: credentials delivered into other namespaces (additionalSecrets[].namespace). */}}
+{{- define "kco.crossNamespaceRules" -}}
+# Consent to receive credentials in another namespace: read by key, never written.
+- apiGroups: ["kco.dev"]
+  resources: ["keycloakcredentialsgrants"]
+  verbs: ["get"]
+# Secrets in other namespaces have no owner reference to collect them: kco deletes them itself.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["delete"]
 {{- end -}}

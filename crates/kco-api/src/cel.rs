@@ -310,6 +310,7 @@ pub(crate) fn attributes() -> impl FnMut(&mut Schema) {
     merge(json!({
         "x-kubernetes-validations": [
             rule("!('kco.dev/owner' in self)", "spec.attributes must not set kco.dev/owner; kco records the owning KeycloakClient there"),
+            rule("self.all(k, !k.startsWith('kco.dev/'))", "spec.attributes must not use the kco.dev/ prefix; kco keeps its own records there"),
         ],
     }))
 }

@@ -94,7 +94,8 @@ pub struct KeycloakClientSpec {
     pub client_roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_roles: Option<ServiceAccountRoles>,
-    /// Extra Keycloak client attributes; only the keys listed are managed.
+    /// Extra Keycloak client attributes; omitted = not managed. A key dropped from the map (every key,
+    /// with `{}`) is removed from Keycloak; attributes kco did not set from this map are left alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::attributes())]
     pub attributes: Option<BTreeMap<String, String>>,
@@ -296,7 +297,8 @@ pub struct ServiceAccountRoles {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::name_set())]
     pub realm_roles: Option<Vec<String>>,
-    /// Client id → role names granted; only the clients listed are managed.
+    /// Client id → role names granted: the whole set of the service account's client-role grants (a
+    /// client left out loses its grants; `{}` revokes all); omitted = not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::role_map())]
     pub client_roles: Option<BTreeMap<String, Vec<String>>>,
@@ -314,9 +316,14 @@ pub struct SecretMetadata {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[schemars(transform = cel::additional_secret_rules())]
 pub struct AdditionalSecret {
-    /// Name of the Secret, in the KeycloakClient's namespace.
+    /// Name of the Secret (unique across the list, whatever its namespace).
     #[schemars(transform = cel::object_name("spec.additionalSecrets[].name"))]
     pub name: String,
+    /// Namespace of the Secret; omitted: the KeycloakClient's own. Another namespace must consent
+    /// with a KeycloakCredentialsGrant there named after this KeycloakClient's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::k8s_namespace())]
+    pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<SecretFormat>,
     /// Key → template; placeholders: `{{clientId}}`, `{{clientSecret}}`, `{{issuer}}`, `{{tokenEndpoint}}`,
@@ -760,6 +767,10 @@ pub struct KeycloakClientStatus {
     pub regenerated_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Secrets kco wrote in other namespaces (`namespace/name`), so that it can delete them when they
+    /// leave the spec or the KeycloakClient is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_secrets: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -4,11 +4,13 @@
 mod cel;
 mod client;
 mod common;
+mod grant;
 mod instance;
 mod realm;
 
 pub use client::*;
 pub use common::*;
+pub use grant::*;
 pub use instance::*;
 pub use realm::*;
 
@@ -47,11 +49,16 @@ pub const MANAGED_BY_VALUE: &str = "kco";
 /// it: set by whoever may write that Secret, so that permission to create KeycloakClients is not
 /// permission to push any Secret of the namespace into Keycloak (and read it back).
 pub const CLIENT_SECRET_OPT_IN_LABEL: &str = "kco.dev/client-secret";
+/// Label on a Secret kco wrote in another namespace: the uid of the KeycloakClient it belongs to (no
+/// owner reference can cross namespaces; cleanup finds it by this).
+pub const OWNER_UID_LABEL: &str = "kco.dev/owner-uid";
+/// Annotation on such a Secret: `namespace/name` of that KeycloakClient.
+pub const OWNER_ANNOTATION: &str = "kco.dev/owner";
 /// Annotation that lets a KeycloakClient take over a Keycloak client it did not create.
 pub const ADOPT_ANNOTATION: &str = "kco.dev/adopt";
 
 /// Every CRD kco serves, in a stable order.
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![KeycloakInstance::crd(), KeycloakRealm::crd(), KeycloakClient::crd()]
+    vec![KeycloakInstance::crd(), KeycloakRealm::crd(), KeycloakClient::crd(), KeycloakCredentialsGrant::crd()]
 }

@@ -40,7 +40,7 @@ pub struct DesiredClient {
     pub client_roles: Option<Vec<String>>,
     /// Realm roles of the service-account user (`default-roles-<realm>` is never revoked).
     pub service_account_realm_roles: Option<Vec<String>>,
-    /// Client id → roles of that client granted to the service-account user; only listed clients are managed.
+    /// Client id → roles of that client granted to the service-account user: the whole set (see plan).
     pub service_account_client_roles: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -69,6 +69,26 @@ impl DesiredMapper {
 }
 
 pub use crate::grace::GRACE_ATTRIBUTE;
+
+/// Client attribute recording which attribute keys kco set from `spec.attributes` (a JSON array of
+/// the keys). Only these are ever removed when they leave the map: attributes Keycloak or anyone else
+/// set stay, and so do kco's own (owner, grace) and those of typed settings.
+pub const MANAGED_ATTRIBUTES: &str = "kco.dev/attributes";
+
+/// The value of [`MANAGED_ATTRIBUTES`] for these keys.
+pub fn managed_attributes_value<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let keys: Vec<&String> = keys.collect();
+    serde_json::to_string(&keys).unwrap_or_default()
+}
+
+/// The keys a client's [`MANAGED_ATTRIBUTES`] records (none when absent or unreadable).
+pub fn recorded_attributes(attributes: &Map<String, Value>) -> Vec<String> {
+    attributes
+        .get(MANAGED_ATTRIBUTES)
+        .and_then(Value::as_str)
+        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+        .unwrap_or_default()
+}
 
 /// Name prefix of the audience mappers kco makes for `spec.audiences`.
 pub const AUDIENCE_MAPPER_PREFIX: &str = "kco-audience-";
@@ -117,13 +137,19 @@ impl DesiredClient {
         f.insert("protocol".into(), json!(spec.protocol.as_str()));
         f.insert("publicClient".into(), json!(spec.public_client));
         f.insert("bearerOnly".into(), json!(spec.bearer_only));
-        put_opt(&mut f, "name", spec.client_name.as_ref().map(|v| json!(v)));
-        put_opt(&mut f, "description", spec.description.as_ref().map(|v| json!(v)));
+        // Scalars are always managed: an omitted one is empty, which is Keycloak's own default.
+        for (key, value) in [
+            ("name", &spec.client_name),
+            ("description", &spec.description),
+            ("rootUrl", &spec.root_url),
+            ("adminUrl", &spec.admin_url),
+            ("baseUrl", &spec.base_url),
+        ] {
+            f.insert(key.into(), json!(value.clone().unwrap_or_default()));
+        }
+        // Lists: omitted means unmanaged.
         put_opt(&mut f, "redirectUris", spec.redirect_uris.as_ref().map(|v| json!(v)));
         put_opt(&mut f, "webOrigins", spec.web_origins.as_ref().map(|v| json!(v)));
-        put_opt(&mut f, "rootUrl", spec.root_url.as_ref().map(|v| json!(v)));
-        put_opt(&mut f, "adminUrl", spec.admin_url.as_ref().map(|v| json!(v)));
-        put_opt(&mut f, "baseUrl", spec.base_url.as_ref().map(|v| json!(v)));
         f.insert("alwaysDisplayInConsole".into(), json!(s.always_display_in_console));
         f.insert("clientAuthenticatorType".into(), json!(s.client_authenticator_type.as_str()));
         f.insert("standardFlowEnabled".into(), json!(s.standard_flow_enabled));
@@ -149,6 +175,9 @@ impl DesiredClient {
             for (k, v) in extra {
                 a.insert(k.clone(), v.clone());
             }
+            // The keys kco set from spec.attributes, so that a key dropped from the map (or every key,
+            // with `attributes: {}`) is removed from Keycloak later; see [`crate::plan`].
+            a.insert(MANAGED_ATTRIBUTES.into(), managed_attributes_value(extra.keys()));
         }
         if let Some(o) = owner {
             a.insert(OWNER_ATTRIBUTE.into(), o.attribute_value());
@@ -175,7 +204,9 @@ impl DesiredClient {
     /// The full representation for a POST that creates the client.
     pub fn create_representation(&self) -> Value {
         let mut rep = self.fields.clone();
-        rep.insert("attributes".into(), json!(self.attributes));
+        // An empty attribute is how an unset setting is written; a new client simply lacks it.
+        let attributes: BTreeMap<&String, &String> = self.attributes.iter().filter(|(_, v)| !v.is_empty()).collect();
+        rep.insert("attributes".into(), json!(attributes));
         if let Some(v) = &self.default_client_scopes {
             rep.insert("defaultClientScopes".into(), json!(v));
         }
@@ -205,11 +236,15 @@ pub fn grace_rule(rotation: &kco_api::SecretRotation) -> Option<String> {
 }
 
 /// The Keycloak client attributes that typed spec fields manage: (attribute, spec field, the value the
-/// spec asks for — `None` when the field is omitted). The one table for building the client and for
+/// spec asks for — `None` when the field is unmanaged). The one table for building the client and for
 /// refusing the same attribute in `spec.attributes`; a new attribute-backed setting is one row here.
+///
+/// Scalar settings are always managed: an omitted one is the empty value, which Keycloak reads as
+/// "not set on the client" (the realm's lifespan applies, no PKCE), so removing a setting from the spec
+/// restores Keycloak's default. Only the list `postLogoutRedirectUris` is unmanaged when omitted.
 pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static str, Option<String>); 8] {
     let s = &spec.settings;
-    let secs = |v: Option<i64>| v.map(|v| v.to_string());
+    let secs = |v: Option<i64>| Some(v.map(|v| v.to_string()).unwrap_or_default());
     [
         ("display.on.consent.screen", "settings.displayOnConsentScreen", Some(s.display_on_consent_screen.to_string())),
         ("include.in.token.scope", "settings.includeInTokenScope", Some(s.include_in_token_scope.to_string())),
@@ -222,7 +257,7 @@ pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static s
         (
             "pkce.code.challenge.method",
             "settings.pkceCodeChallengeMethod",
-            s.pkce_code_challenge_method.map(|m| m.as_str().to_string()),
+            Some(s.pkce_code_challenge_method.map(|m| m.as_str().to_string()).unwrap_or_default()),
         ),
         (
             "post.logout.redirect.uris",

@@ -264,6 +264,7 @@ mod tests {
     fn spec(format: Option<SecretFormat>, keys: &[(&str, &str)]) -> AdditionalSecret {
         AdditionalSecret {
             name: "app-oidc".into(),
+            namespace: None,
             format,
             keys: (!keys.is_empty()).then(|| keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             labels: None,

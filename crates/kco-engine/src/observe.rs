@@ -36,13 +36,19 @@ pub async fn observe_client(
             let v = kc.get(&[realm, "users", &user, "role-mappings", "realm"], &[], "role-mapping").await?;
             observed.service_account_realm_roles = names(&v);
         }
-        let mut by_client = BTreeMap::new();
-        for client_id in desired.service_account_client_roles.iter().flat_map(|m| m.keys()) {
-            let target = target_client(kc, realm, client_id).await?;
-            let v = kc.get(&[realm, "users", &user, "role-mappings", "clients", &target], &[], "role-mapping").await?;
-            by_client.insert(client_id.clone(), names(&v));
+        if let Some(wanted) = &desired.service_account_client_roles {
+            // Every client's grants in one read: the map is the whole set (see plan).
+            let v = kc.get(&[realm, "users", &user, "role-mappings"], &[], "role-mapping").await?;
+            let mut by_client = BTreeMap::new();
+            for (client_id, m) in v.get("clientMappings").and_then(Value::as_object).into_iter().flatten() {
+                by_client.insert(client_id.clone(), names(m.get("mappings").unwrap_or(&Value::Null)));
+            }
+            // A listed client must exist (its grants are made by id): say so before planning.
+            for client_id in wanted.keys().filter(|c| !by_client.contains_key(*c)) {
+                target_client(kc, realm, client_id).await?;
+            }
+            observed.service_account_client_roles = by_client;
         }
-        observed.service_account_client_roles = by_client;
     }
     Ok(observed)
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use crate::OWNER_ATTRIBUTE;
-use crate::desired::{DesiredClient, Owner, SET_FIELDS};
+use crate::desired::{DesiredClient, MANAGED_ATTRIBUTES, Owner, SET_FIELDS, recorded_attributes};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientOperation {
@@ -172,7 +172,7 @@ fn plan_fields(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOp
     }
     let empty = Map::new();
     let have_attrs = observed.get("attributes").and_then(Value::as_object).unwrap_or(&empty);
-    for (key, want) in &desired.attributes {
+    for (key, want) in &wanted_attributes(desired, have_attrs) {
         let have = have_attrs.get(key).and_then(Value::as_str);
         if !attribute_equal(want, have) {
             changed.push(format!("attributes.{key}"));
@@ -181,6 +181,21 @@ fn plan_fields(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOp
     if !changed.is_empty() {
         ops.push(ClientOperation::UpdateClient { changed, representation: merge(desired, observed) });
     }
+}
+
+/// The attributes to compare and write: the desired ones, plus an empty value (which makes Keycloak
+/// drop the attribute) for every key kco recorded having set from `spec.attributes` that the map no
+/// longer holds. Only while the spec manages `attributes`; never kco's own keys nor a typed setting's.
+fn wanted_attributes(desired: &DesiredClient, have: &Map<String, Value>) -> BTreeMap<String, String> {
+    let mut want = desired.attributes.clone();
+    if want.contains_key(MANAGED_ATTRIBUTES) {
+        for key in recorded_attributes(have) {
+            if !key.starts_with("kco.dev/") && !want.contains_key(&key) {
+                want.insert(key, String::new());
+            }
+        }
+    }
+    want
 }
 
 /// Removals from both lists come before any addition: a scope moving from default to optional must
@@ -267,10 +282,19 @@ fn plan_roles(desired: &DesiredClient, observed: &ObservedClient, ops: &mut Vec<
             ops.push(ClientOperation::GrantRealmRoles(add));
         }
     }
-    for (client_id, want) in desired.service_account_client_roles.iter().flatten() {
+    // The map is the whole set of client-role grants: a client left out (or every client, with `{}`)
+    // loses its grants. Keycloak's own grant of this client's uma_protection (Authorization Services)
+    // is not kco's to take away.
+    let Some(want_all) = &desired.service_account_client_roles else {
+        return;
+    };
+    let clients: BTreeSet<&String> = want_all.keys().chain(observed.service_account_client_roles.keys()).collect();
+    for client_id in clients {
+        let ours = |r: &&String| !(client_id == &desired.client_id && r.as_str() == "uma_protection");
         let have: BTreeSet<String> =
-            observed.service_account_client_roles.get(client_id).into_iter().flatten().cloned().collect();
-        let (add, remove) = set_diff(want, &have);
+            observed.service_account_client_roles.get(client_id).into_iter().flatten().filter(ours).cloned().collect();
+        let want: Vec<String> = want_all.get(client_id).into_iter().flatten().filter(ours).cloned().collect();
+        let (add, remove) = set_diff(&want, &have);
         if !remove.is_empty() {
             ops.push(ClientOperation::RevokeClientRoles { client_id: client_id.clone(), roles: remove });
         }
@@ -288,8 +312,8 @@ fn merge(desired: &DesiredClient, observed: &Value) -> Value {
         rep.insert(k.clone(), v.clone());
     }
     let mut attrs = rep.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
-    for (k, v) in &desired.attributes {
-        attrs.insert(k.clone(), json!(v));
+    for (k, v) in wanted_attributes(desired, &attrs.clone()) {
+        attrs.insert(k, json!(v));
     }
     rep.insert("attributes".into(), Value::Object(attrs));
     for k in kco_keycloak::PUT_STRIP {
@@ -465,7 +489,7 @@ mod tests {
         let d = DesiredClient::from_spec(&spec(json!({"clientId": "svc", "realmRef": {"name": "r"}})), Some(&owner()));
         let mut observed = as_keycloak_returns(&d);
         observed["redirectUris"] = json!(["https://hand-made/cb"]);
-        observed["rootUrl"] = json!("https://hand-made");
+        observed["surrogateAuthRequired"] = json!(true);
         observed["attributes"]["custom"] = json!("x");
         assert!(plan_client(&d, Some(&obs(&observed))).is_empty());
     }
@@ -655,6 +679,119 @@ mod tests {
             plan_client(&without, Some(&obs(&observed))).operations,
             vec![ClientOperation::DeleteMapper { id: "m-0".into(), name: "kco-audience-orders-api".into() }]
         );
+    }
+
+    #[test]
+    fn removing_a_scalar_setting_restores_keycloaks_default() {
+        let with = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "adminUrl": "https://a/admin",
+                "baseUrl": "/home", "clientName": "Svc",
+                "settings": {"accessTokenLifespan": 600, "pkceCodeChallengeMethod": "S256",
+                             "clientSessionIdleTimeout": 60}})),
+            Some(&owner()),
+        );
+        let observed = as_keycloak_returns(&with);
+        assert!(plan_client(&with, Some(&obs(&observed))).is_empty());
+        let without =
+            DesiredClient::from_spec(&spec(json!({"clientId": "svc", "realmRef": {"name": "r"}})), Some(&owner()));
+        let plan = plan_client(&without, Some(&obs(&observed)));
+        assert_eq!(
+            plan.changed_fields(),
+            vec![
+                "adminUrl",
+                "baseUrl",
+                "name",
+                "attributes.access.token.lifespan",
+                "attributes.client.session.idle.timeout",
+                "attributes.pkce.code.challenge.method"
+            ]
+        );
+        let ClientOperation::UpdateClient { representation, .. } = &plan.operations[0] else { panic!() };
+        // An empty value is how Keycloak is told to drop a client attribute (the realm's value applies).
+        assert_eq!(representation["attributes"]["access.token.lifespan"], "");
+        assert_eq!(representation["attributes"]["pkce.code.challenge.method"], "");
+        assert_eq!(representation["adminUrl"], "");
+        // Once Keycloak dropped them (absent or empty), nothing more to do.
+        let mut after = observed.clone();
+        for k in ["access.token.lifespan", "pkce.code.challenge.method", "client.session.idle.timeout"] {
+            after["attributes"].as_object_mut().unwrap().remove(k);
+        }
+        for k in ["adminUrl", "baseUrl", "name"] {
+            after.as_object_mut().unwrap().remove(k);
+        }
+        assert!(plan_client(&without, Some(&obs(&after))).is_empty());
+    }
+
+    #[test]
+    fn empty_attributes_remove_only_the_keys_kco_set() {
+        let with = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "attributes": {"a": "1", "b": "2"}})),
+            Some(&owner()),
+        );
+        let ClientOperation::CreateClient { representation } = &plan_client(&with, None).operations[0] else {
+            panic!()
+        };
+        assert_eq!(representation["attributes"][MANAGED_ATTRIBUTES], r#"["a","b"]"#);
+        let mut observed = as_keycloak_returns(&with);
+        observed["attributes"]["hand.made"] = json!("x");
+
+        // Dropping one key removes that key only.
+        let fewer = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "attributes": {"a": "1"}})),
+            Some(&owner()),
+        );
+        let plan = plan_client(&fewer, Some(&obs(&observed)));
+        assert_eq!(plan.changed_fields(), vec!["attributes.b", "attributes.kco.dev/attributes"]);
+
+        // `{}` empties what kco set; the owner mark, typed settings, Keycloak's and hand-made keys stay.
+        let none = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "attributes": {}})),
+            Some(&owner()),
+        );
+        let plan = plan_client(&none, Some(&obs(&observed)));
+        let ClientOperation::UpdateClient { representation, .. } = &plan.operations[0] else { panic!() };
+        let attrs = &representation["attributes"];
+        assert_eq!((attrs["a"].as_str(), attrs["b"].as_str()), (Some(""), Some("")));
+        assert_eq!(attrs[MANAGED_ATTRIBUTES], "[]");
+        assert_eq!(attrs["hand.made"], "x");
+        assert_eq!(attrs[OWNER_ATTRIBUTE], "team-a/svc/u-1");
+        assert_eq!(attrs["display.on.consent.screen"], "true");
+        assert_eq!(attrs["client.secret.creation.time"], "1700000000");
+
+        // Omitted: unmanaged, nothing removed.
+        let omitted =
+            DesiredClient::from_spec(&spec(json!({"clientId": "svc", "realmRef": {"name": "r"}})), Some(&owner()));
+        assert!(plan_client(&omitted, Some(&obs(&observed))).is_empty());
+    }
+
+    #[test]
+    fn empty_service_account_client_roles_revoke_every_client_grant_but_keycloaks_own() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "settings": {"serviceAccountsEnabled": true},
+                "serviceAccountRoles": {"clientRoles": {}}})),
+            Some(&owner()),
+        );
+        let o = ObservedClient {
+            representation: as_keycloak_returns(&d),
+            service_account_client_roles: BTreeMap::from([
+                ("orders-api".into(), vec!["orders:read".into()]),
+                ("svc".into(), vec!["uma_protection".into()]),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_client(&d, Some(&o)).operations,
+            vec![ClientOperation::RevokeClientRoles {
+                client_id: "orders-api".into(),
+                roles: vec!["orders:read".into()]
+            }]
+        );
+        // Omitted: unmanaged.
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "settings": {"serviceAccountsEnabled": true}})),
+            Some(&owner()),
+        );
+        assert!(plan_client(&d, Some(&o)).is_empty());
     }
 
     #[test]

@@ -303,6 +303,8 @@ fn attributes(spec: &KeycloakClientSpec, e: &mut Errors) {
                 format!("attributes.{key}"),
                 format!("must not set {OWNER_ATTRIBUTE}; kco records the owning KeycloakClient there"),
             );
+        } else if key.starts_with("kco.dev/") {
+            e.push(format!("attributes.{key}"), "must not use the kco.dev/ prefix; kco keeps its own records there");
         } else if let Some((_, field, _)) = typed.iter().find(|(k, _, value)| *k == key && value.is_some()) {
             e.push(
                 format!("attributes.{key}"),
@@ -367,6 +369,14 @@ fn additional_secret<'a>(
         e.push(
             format!("{at}.name"),
             format!("{:?} is the managed Secret (spec.secretName); choose another name", s.name),
+        );
+    }
+    if let Some(ns) = &s.namespace
+        && !crate::kube_names::is_dns_label(ns)
+    {
+        e.push(
+            format!("{at}.namespace"),
+            format!("{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63 characters)"),
         );
     }
     for (k, v) in s.labels.iter().flatten() {
@@ -1065,7 +1075,19 @@ mod tests {
             json!({"settings": {"pkceCodeChallengeMethod": "S256"}, "attributes": {"pkce.code.challenge.method": "plain"}}),
             "conflicts with spec.settings.pkceCodeChallengeMethod",
         );
-        accepted(json!({"attributes": {"pkce.code.challenge.method": "S256"}}));
+        // Scalar settings are always managed (omitted = Keycloak's default), so the map may not set them.
+        refused(
+            json!({"attributes": {"pkce.code.challenge.method": "S256"}}),
+            "conflicts with spec.settings.pkceCodeChallengeMethod",
+        );
+        refused(json!({"attributes": {"kco.dev/attributes": "[]"}}), "must not use the kco.dev/ prefix");
+        refused(
+            json!({"additionalSecrets": [{"name": "x", "namespace": "Not_A_Namespace", "format": "mlflow"}]}),
+            "additionalSecrets[0].namespace",
+        );
+        accepted(json!({"additionalSecrets": [{"name": "x", "namespace": "mlflow", "format": "mlflow"}]}));
+        // The list postLogoutRedirectUris is unmanaged when omitted: the raw attribute is the user's.
+        accepted(json!({"attributes": {"post.logout.redirect.uris": "https://a"}}));
         refused(json!({"settings": {"accessTokenLifespan": -1}}), "spec.settings.accessTokenLifespan: -1 is negative");
     }
 

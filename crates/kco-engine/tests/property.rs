@@ -747,11 +747,9 @@ fn valid_spec() -> impl Strategy<Value = Value> {
                 );
             }
             set_spec(&mut spec, "audiences", audiences.map(|v| json!(v)));
-            // An attribute a typed setting manages is refused; without the setting it is a plain attribute.
+            // An attribute a typed setting manages is refused, set or not: scalar settings are always managed.
             let attributes = attributes.map(|mut a| {
-                if lifespan.is_some() {
-                    a.remove("access.token.lifespan");
-                }
+                a.remove("access.token.lifespan");
                 a
             });
             set_spec(&mut spec, "attributes", attributes.map(|v| json!(v)));

@@ -125,12 +125,12 @@ async fn hand_edits_to_managed_fields_are_reverted_at_resync() {
     let has_reporter = |roles: Value| roles.as_array().unwrap().iter().any(|r| r["name"] == "reporter");
     assert!(has_reporter(env.keycloak_get(&format!("{ns}/users/{uid}/role-mappings/realm")).await.unwrap()));
 
-    // By hand: disable the client, add a redirect URI, remove the service-account role, and change
-    // rootUrl, which the spec does not manage.
+    // By hand: disable the client, add a redirect URI, remove the service-account role, and set
+    // webOrigins, a list the spec leaves out (so does not manage).
     let mut c = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
     c["enabled"] = json!(false);
     c["redirectUris"] = json!(["https://svc.example.com/cb", "https://evil.example.com/cb"]);
-    c["rootUrl"] = json!("https://hand-made.example.com");
+    c["webOrigins"] = json!(["https://hand-made.example.com"]);
     env.keycloak_send(Method::PUT, &format!("{ns}/clients/{id}"), Some(c)).await;
     let role = env.keycloak_get(&format!("{ns}/roles/reporter")).await.unwrap();
     env.keycloak_send(Method::DELETE, &format!("{ns}/users/{uid}/role-mappings/realm"), Some(json!([role]))).await;
@@ -143,7 +143,7 @@ async fn hand_edits_to_managed_fields_are_reverted_at_resync() {
     })
     .await;
     let c = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
-    assert_eq!(c["rootUrl"], "https://hand-made.example.com", "an unmanaged field changed by hand stays changed");
+    assert_eq!(c["webOrigins"], json!(["https://hand-made.example.com"]), "an unmanaged field changed by hand stays");
     // The hand edits may straddle a resync, so the reverts may be told in more than one Event, and
     // each Event is published just after its write: wait for them.
     wait_for("DriftReverted events naming every reverted field", Duration::from_secs(30), || async {

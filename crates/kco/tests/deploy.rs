@@ -145,6 +145,7 @@ async fn namespaced_install_grants_only_the_watched_namespace() {
             ("update", "leases.coordination.k8s.io/kco-leader", r, true),
             // Nothing more.
             ("delete", "secrets", w, false),
+            ("get", "keycloakcredentialsgrants.kco.dev", w, false),
             ("update", "keycloakclients.kco.dev", w, false),
             ("delete", "keycloakclients.kco.dev", w, false),
             ("list", "configmaps", w, false),
@@ -211,7 +212,11 @@ async fn cluster_wide_install_grants_what_kco_needs_everywhere() {
             ("create", "secrets", o, true),
             ("patch", "keycloakclients.kco.dev:status", o, true),
             ("update", "leases.coordination.k8s.io/kco-leader", Some(&release_ns), true),
-            ("delete", "secrets", o, false),
+            // Credentials for other namespaces: the receiver's consent (by key) and cleanup.
+            ("get", "keycloakcredentialsgrants.kco.dev", o, true),
+            ("delete", "secrets", o, true),
+            ("list", "keycloakcredentialsgrants.kco.dev", None, false),
+            ("create", "keycloakcredentialsgrants.kco.dev", o, false),
             ("list", "configmaps", None, false),
             ("update", "leases.coordination.k8s.io/kco-leader", o, false),
             ("create", "pods", o, false),

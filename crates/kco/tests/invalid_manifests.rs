@@ -228,10 +228,11 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
                 "protocolMappers": [{"name": "audience", "protocolMapper": "oidc-audience-mapper",
                                      "config": {"included.client.audience": "api"}}],
                 "audiences": ["api"], "clientRoles": ["viewer", "editor"],
-                "attributes": {"pkce.code.challenge.method": "S256"},
+                "attributes": {"post.logout.redirect.uris": "https://edge.example.com"},
                 "secretName": "edge.credentials-1", "secretMetadata": {"labels": {"app.kubernetes.io/part-of": "edge"}},
                 "secretRotation": {"enabled": true, "rotationPeriod": "36500d", "gracePeriod": "1h", "timezone": "Europe/Amsterdam"},
-                "additionalSecrets": [{"name": "edge-oidc", "format": "mlflow", "keys": {"REALM": "{{realm}}"}}]
+                "additionalSecrets": [{"name": "edge-oidc", "format": "mlflow", "keys": {"REALM": "{{realm}}"}},
+                                      {"name": "edge-remote", "namespace": "mlflow", "format": "otel-collector"}]
             }),
         ),
     ]

@@ -166,9 +166,39 @@ struct StatusFacts {
     regenerated_generation: Option<Option<i64>>,
     /// Set when this reconcile changed something in Keycloak or a Secret.
     changed_at: Option<jiff::Timestamp>,
+    /// The in-progress status (Provisioning, Updating) this reconcile wrote, if any: the final status
+    /// is compared against it, not against the status the reconcile started from.
+    progress: Option<KeycloakClientStatus>,
+    /// Secrets in other namespaces kco answers for after this reconcile (`namespace/name`).
+    remote_secrets: Option<Vec<String>>,
 }
 
 impl StatusFacts {
+    /// Say in status what is about to happen (phase Provisioning or Updating), right before a Keycloak
+    /// write; a reconcile that writes nothing never calls this, so idle resyncs stay silent.
+    async fn progress(
+        &mut self,
+        ctx: &Context,
+        kc: &KeycloakClient,
+        phase: Phase,
+        message: String,
+    ) -> Result<(), ReconcileError> {
+        let reason = if phase == Phase::Provisioning { "Provisioning" } else { "Updating" };
+        let status = self.status(kc, phase, reason, message);
+        write_status(ctx, &self.current(kc), status.clone()).await?;
+        self.progress = Some(status);
+        Ok(())
+    }
+
+    /// The object as the next status write should compare against.
+    fn current(&self, kc: &KeycloakClient) -> KeycloakClient {
+        let mut kc = kc.clone();
+        if let Some(p) = &self.progress {
+            kc.status = Some(p.clone());
+        }
+        kc
+    }
+
     fn status(&self, kc: &KeycloakClient, phase: Phase, reason: &str, message: String) -> KeycloakClientStatus {
         let prev = kc.status.clone().unwrap_or_default();
         KeycloakClientStatus {
@@ -201,6 +231,7 @@ impl StatusFacts {
                 None => prev.regenerated_generation,
             },
             conditions: prev.conditions,
+            remote_secrets: self.remote_secrets.clone().unwrap_or(prev.remote_secrets),
         }
     }
 }
@@ -221,7 +252,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                 message.push_str("; note: ");
                 message.push_str(&note);
             }
-            write_status(ctx, kc, facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
+            write_status(ctx, &facts.current(kc), facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
             }
@@ -239,7 +270,8 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
                 (Phase::Failed, Some(Action::requeue(ctx.resync)))
             };
             let message = e.to_string();
-            let wrote = write_status(ctx, kc, facts.status(kc, phase, e.reason(), message.clone())).await?;
+            let wrote =
+                write_status(ctx, &facts.current(kc), facts.status(kc, phase, e.reason(), message.clone())).await?;
             if wrote {
                 publish(ctx, kc, EventType::Warning, e.reason(), message).await;
             }
@@ -265,7 +297,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -
         other => other?,
     };
     let desired = desired_client(kc, &target).await?;
-    let mut applied = apply_client(ctx, kc, &target, &desired, existing).await?;
+    let mut applied = apply_client(ctx, kc, &target, &desired, existing, facts).await?;
     facts.internal_id = Some(applied.internal_id.clone());
     facts.roles = desired.client_roles.clone();
     facts.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
@@ -415,6 +447,7 @@ async fn apply_client(
     target: &Target,
     desired: &DesiredClient,
     existing: Option<Value>,
+    facts: &mut StatusFacts,
 ) -> Result<Applied, ReconcileError> {
     let (admin, realm_name) = (&target.admin, &target.realm_name);
     if let Some(o) = &existing {
@@ -436,6 +469,21 @@ async fn apply_client(
         None => None,
     };
     let plan = plan_client(desired, observed.as_ref());
+    // A retry of the same generation after a failure keeps saying Failed or Degraded (and why) until it
+    // succeeds, rather than flipping the phase on every attempt.
+    let retry = kc.status.as_ref().is_some_and(|s| {
+        matches!(s.phase, Some(Phase::Failed | Phase::Degraded)) && s.observed_generation == kc.metadata.generation
+    });
+    if !plan.is_empty() && !retry {
+        let (phase, message) = match &observed {
+            None => (Phase::Provisioning, format!("creating client {} in realm {realm_name}", kc.spec.client_id)),
+            Some(_) => (
+                Phase::Updating,
+                format!("applying changes to client {}: {}", kc.spec.client_id, plan.changed_fields().join(", ")),
+            ),
+        };
+        facts.progress(ctx, kc, phase, message).await?;
+    }
     let allow_admin = target.realm.spec.allow_admin_role_grants;
     let outcome = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), allow_admin).await?;
     if !plan.is_empty() {
@@ -465,11 +513,13 @@ async fn publish_secrets(
     facts: &mut StatusFacts,
 ) -> Result<Vec<String>, ReconcileError> {
     let mut written = Vec::new();
+    let own_ns = kc.namespace().unwrap_or_default();
     if kc.spec.manage_secret {
         let secret_name = kc.secret_name();
         let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
         let out = OutputSecret {
             name: &secret_name,
+            namespace: &own_ns,
             field: "spec.secretName".into(),
             labels: meta.labels,
             annotations: meta.annotations,
@@ -480,18 +530,42 @@ async fn publish_secrets(
         facts.secret = Some(secret_name);
     }
     // Consumer-format Secrets are written even with manageSecret: false: asking for them is explicit.
+    // One in another namespace only with that namespace's consent; the others are written regardless,
+    // so a refusal there never leaves this namespace's Secrets behind a rotation.
+    let mut refused = Vec::new();
+    let mut remote = Vec::new();
     for (i, extra) in kc.spec.additional_secrets.iter().flatten().enumerate() {
         let data = render_additional(extra, credentials, realm_name)
             .map_err(|e| ReconcileError::blocked(kco_engine::error::INVALID_SPEC, e.to_string()))?;
+        let ns = extra.namespace.as_deref().unwrap_or(&own_ns);
+        if ns != own_ns {
+            remote.push(format!("{ns}/{}", extra.name));
+            if let Some(why) = super::secret::consent(ctx, kc, ns).await? {
+                refused.push(format!("spec.additionalSecrets[{i}] (Secret {ns}/{}): {why}", extra.name));
+                continue;
+            }
+        }
         let out = OutputSecret {
             name: &extra.name,
+            namespace: ns,
             field: format!("spec.additionalSecrets[{i}].name"),
             labels: extra.labels.clone(),
             annotations: extra.annotations.clone(),
         };
         if ensure_secret(ctx, kc, &out, &data).await? {
-            written.push(extra.name.clone());
+            written.push(if ns == own_ns { extra.name.clone() } else { format!("{ns}/{}", extra.name) });
         }
+    }
+    // Secrets kco wrote elsewhere that the spec no longer names are deleted (the consent they were
+    // written under does not cover keeping stale credentials).
+    let prev = kc.status.as_ref().map(|s| s.remote_secrets.clone()).unwrap_or_default();
+    let stale: Vec<String> = prev.into_iter().filter(|k| !remote.contains(k)).collect();
+    if !stale.is_empty() {
+        super::secret::delete_remote_secrets(ctx, kc, &stale).await?;
+    }
+    facts.remote_secrets = Some(remote);
+    if !refused.is_empty() {
+        return Err(ReconcileError::blocked("CredentialsNotAccepted", refused.join("; ")));
     }
     Ok(written)
 }
@@ -556,6 +630,15 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
+    // Secrets in other namespaces have no owner reference to collect them: delete them here, like
+    // Kubernetes deletes the local ones (whatever deletionPolicy says about the Keycloak client).
+    let mut remote = kc.status.as_ref().map(|s| s.remote_secrets.clone()).unwrap_or_default();
+    for extra in kc.spec.additional_secrets.iter().flatten() {
+        if let Some(other) = extra.namespace.as_deref().filter(|n| *n != ns) {
+            remote.push(format!("{other}/{}", extra.name));
+        }
+    }
+    super::secret::delete_remote_secrets(ctx, kc, &remote).await?;
     if kc.spec.deletion_policy == DeletionPolicy::Orphan {
         tracing::info!(object = %format!("{ns}/{}", kc.name_any()), "deletionPolicy Orphan: keeping the Keycloak client");
         return Ok(Action::await_change());

@@ -1,11 +1,16 @@
 //! The managed Secret: written with server-side apply only when its content differs, never taken
-//! from someone else.
+//! from someone else. Secrets in other namespaces are written only with the receiving namespace's
+//! consent (a KeycloakCredentialsGrant there named after the sender's namespace); they carry labels
+//! instead of an owner reference, and are deleted by key from status and spec.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kco_api::{FIELD_MANAGER, KeycloakClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use kco_api::{
+    FIELD_MANAGER, KeycloakClient, KeycloakCredentialsGrant, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION,
+    OWNER_UID_LABEL,
+};
 use kco_engine::secret::SecretData;
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
@@ -16,6 +21,8 @@ use super::{Context, ReconcileError};
 /// A Secret kco writes: its name and the labels and annotations the spec asks for.
 pub struct OutputSecret<'a> {
     pub name: &'a str,
+    /// Its namespace: the KeycloakClient's own, or another that consented.
+    pub namespace: &'a str,
     /// The spec field that names it, for the message when the name is taken.
     pub field: String,
     pub labels: Option<BTreeMap<String, String>>,
@@ -30,12 +37,18 @@ pub async fn ensure_secret(
     out: &OutputSecret<'_>,
     data: &SecretData,
 ) -> Result<bool, ReconcileError> {
-    let ns = kc.namespace().unwrap_or_default();
+    let own_ns = kc.namespace().unwrap_or_default();
+    let ns = out.namespace.to_string();
+    let remote = ns != own_ns;
     let name = out.name.to_string();
     let uid = kc.uid().unwrap_or_default();
     let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())]);
     labels.extend(out.labels.clone().unwrap_or_default());
-    let annotations = out.annotations.clone().unwrap_or_default();
+    let mut annotations = out.annotations.clone().unwrap_or_default();
+    if remote {
+        labels.insert(OWNER_UID_LABEL.into(), uid.clone());
+        annotations.insert(OWNER_ANNOTATION.into(), format!("{own_ns}/{}", kc.name_any()));
+    }
     let bytes: BTreeMap<String, ByteString> =
         data.0.iter().map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))).collect();
     // Unchanged since kco wrote (or last checked) it, with the same content wanted: no read.
@@ -57,18 +70,17 @@ pub async fn ensure_secret(
     };
     let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
     let existing = api.get_opt(&name).await?;
-    if let Some(s) = &existing {
-        let ours = s.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true));
-        if !ours {
-            return Err(ReconcileError::blocked(
-                "SecretConflict",
-                format!(
-                    "Secret {ns}/{name} exists and is not managed by this KeycloakClient; kco will not overwrite it. \
-                     Set {} to another name, or delete that Secret",
-                    out.field
-                ),
-            ));
-        }
+    if let Some(s) = &existing
+        && !owned_by(s, &uid, remote)
+    {
+        return Err(ReconcileError::blocked(
+            "SecretConflict",
+            format!(
+                "Secret {ns}/{name} exists and is not managed by this KeycloakClient; kco will not overwrite it. \
+                 Set {} to another name, or delete that Secret",
+                out.field
+            ),
+        ));
     }
     if let Some(s) = &existing {
         // Only kco's keys count: server-side apply leaves keys of other field managers alone, so a
@@ -88,7 +100,8 @@ pub async fn ensure_secret(
             namespace: Some(ns.clone()),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: kc.controller_owner_ref(&()).map(|o| vec![o]),
+            // An owner reference cannot cross namespaces: a remote Secret is found by its label.
+            owner_references: if remote { None } else { kc.controller_owner_ref(&()).map(|o| vec![o]) },
             ..Default::default()
         },
         type_: Some("Opaque".to_string()),
@@ -116,4 +129,80 @@ fn content_hash(
     }
     (labels, annotations).hash(&mut h);
     h.finish()
+}
+
+/// Whether Secret `s` is this KeycloakClient's (uid `uid`): by controller owner reference in its own
+/// namespace, by the owner-uid label in another.
+fn owned_by(s: &Secret, uid: &str, remote: bool) -> bool {
+    if remote {
+        s.labels().get(OWNER_UID_LABEL).is_some_and(|v| v == uid)
+    } else {
+        s.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true))
+    }
+}
+
+/// `None` when namespace `receiver` accepts credentials from `kc`, else the reason it does not
+/// (naming the grant it needs). One read, by key.
+pub async fn consent(ctx: &Context, kc: &KeycloakClient, receiver: &str) -> Result<Option<String>, ReconcileError> {
+    let sender = kc.namespace().unwrap_or_default();
+    let name = kc.name_any();
+    let api: Api<KeycloakCredentialsGrant> = Api::namespaced(ctx.kube.clone(), receiver);
+    let found = match api.get_opt(&sender).await {
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            return Ok(Some(format!(
+                "kco may not read KeycloakCredentialsGrants in namespace {receiver} (its RBAC does not reach that \
+                 namespace; install kco cluster-wide, or give it a Role there to get keycloakcredentialsgrants and \
+                 write secrets)"
+            )));
+        }
+        other => other?,
+    };
+    Ok(match found {
+        Some(g) if g.spec.accepts(&name) => None,
+        Some(_) => Some(format!(
+            "KeycloakCredentialsGrant {receiver}/{sender} does not list KeycloakClient {name} in spec.clients; \
+             someone who owns namespace {receiver} must add it there"
+        )),
+        None => Some(format!(
+            "namespace {receiver} has not accepted credentials from namespace {sender}: someone who owns {receiver} \
+             must create a KeycloakCredentialsGrant named {sender} in namespace {receiver} (spec.clients: [{name}], or \
+             spec: {{}} for every KeycloakClient of {sender})"
+        )),
+    })
+}
+
+/// Delete the Secrets `keys` (`namespace/name`) in other namespaces that this KeycloakClient wrote
+/// (by the owner-uid label; anything else is left alone). Returns the ones deleted.
+pub async fn delete_remote_secrets(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    keys: &[String],
+) -> Result<Vec<String>, ReconcileError> {
+    let uid = kc.uid().unwrap_or_default();
+    let mut deleted = Vec::new();
+    for key in keys {
+        let Some((ns, name)) = key.split_once('/') else { continue };
+        let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), ns);
+        let s = match api.get_opt(name).await {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            // Out of kco's reach: it could not have written there either.
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                tracing::warn!(secret = %key, "kco may not read Secrets there; leaving it");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !owned_by(&s, &uid, true) {
+            continue;
+        }
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => return Err(e.into()),
+        }
+        ctx.count_write("secret");
+        deleted.push(key.clone());
+    }
+    Ok(deleted)
 }

@@ -1,4 +1,11 @@
-//! CLI subcommands that need no cluster.
+//! The CLI: `validate`, `crd`, `schema` need nothing; `apply`, `diff`, `delete` and `token` talk to
+//! Keycloak (and Kubernetes only for Secrets).
+
+pub mod apply;
+pub mod keycloak;
+pub mod manifests;
+pub mod output;
+pub mod token;
 
 use std::io::Write;
 
@@ -58,4 +65,53 @@ fn validate_manifest(doc: &serde_json::Value) -> Vec<String> {
         Ok(spec) => kco_engine::validate_client(&spec).iter().map(ToString::to_string).collect(),
         Err(e) => vec![format!("spec.{}: {}", e.path(), e.inner())],
     }
+}
+
+/// `kco schema`: JSON Schemas of the resources, taken from the CRDs' openAPIV3Schema, so an editor's
+/// `# yaml-language-server: $schema=./keycloakclient.json` line can point at a local file. The
+/// `apiVersion` accepts the reference's group too, as kco does.
+pub fn schemas() -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let mut out = Vec::new();
+    for crd in kco_api::crds() {
+        let kind = crd.spec.names.kind.clone();
+        let Some(schema) =
+            crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref())
+        else {
+            anyhow::bail!("CRD {kind} has no openAPIV3Schema");
+        };
+        let mut schema = serde_json::to_value(schema)?;
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert("$schema".into(), "http://json-schema.org/draft-07/schema#".into());
+            obj.insert("title".into(), kind.clone().into());
+            if let Some(props) = obj.get_mut("properties").and_then(serde_json::Value::as_object_mut) {
+                let versions = [format!("{}/v1", kco_api::GROUP), format!("{}/v1", kco_api::LEGACY_GROUP)];
+                props.insert("apiVersion".into(), serde_json::json!({"type": "string", "enum": versions}));
+                props.insert("kind".into(), serde_json::json!({"type": "string", "enum": [kind]}));
+            }
+        }
+        out.push((kind.to_lowercase(), schema));
+    }
+    Ok(out)
+}
+
+/// Write `<kind>.json` for every resource into `dir`, or print the one named `kind` to stdout.
+pub fn print_schemas(dir: Option<&std::path::Path>, kind: Option<&str>) -> anyhow::Result<()> {
+    let all = schemas()?;
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--dir {}: {e}", dir.display()))?;
+        for (name, schema) in &all {
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, serde_json::to_string_pretty(schema)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
+    let want = kind.unwrap_or("keycloakclient").to_lowercase();
+    let Some((_, schema)) = all.iter().find(|(n, _)| *n == want) else {
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        anyhow::bail!("no resource {want:?}; kinds: {}", names.join(", "));
+    };
+    println!("{}", serde_json::to_string_pretty(schema)?);
+    Ok(())
 }

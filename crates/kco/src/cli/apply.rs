@@ -351,7 +351,13 @@ fn summary(reports: &[Report], mode: Mode, metrics: &kco_keycloak::RequestMetric
 }
 
 async fn one(shared: &Shared, m: &ClientManifest, mode: Mode) -> Report {
-    let mut report = Report { key: m.key(), source: m.source.clone(), verdict: Verdict::Unchanged, notes: Vec::new(), credentials: None };
+    let mut report = Report {
+        key: m.key(),
+        source: m.source.clone(),
+        verdict: Verdict::Unchanged,
+        notes: Vec::new(),
+        credentials: None,
+    };
     // A panic is kco's bug: this manifest fails, the others go on.
     let work = std::panic::AssertUnwindSafe(one_inner(shared, m, mode, &mut report));
     let result = futures::FutureExt::catch_unwind(work).await;

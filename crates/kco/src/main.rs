@@ -22,7 +22,7 @@ enum Command {
     Crd,
     /// Check KeycloakClient manifests with the operator's rules; exits 1 when any is invalid.
     Validate {
-        /// YAML files (multi-document files are fine; other kinds are skipped).
+        /// YAML files or directories (multi-document files are fine; other kinds are skipped).
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },

@@ -61,7 +61,8 @@ pub fn load(paths: &[PathBuf], default_ns: &str) -> anyhow::Result<Manifests> {
     Ok(out)
 }
 
-fn collect(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// `path` itself, or a directory's manifest files (recursively, in name order).
+pub fn collect(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if !meta.is_dir() {
         files.push(path.to_path_buf());

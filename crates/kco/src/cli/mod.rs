@@ -21,14 +21,18 @@ pub fn print_crds() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kco validate FILE…`: check KeycloakClient manifests with the same rules the operator applies
+/// `kco validate FILE|DIR…`: check KeycloakClient manifests with the same rules the operator applies
 /// (the CRD's schema rules run in the apiserver; these are the rest). Other kinds are skipped.
 /// Both `kco.dev/v1` and the reference's `vriesdemichael.github.io/v1` are accepted.
 /// Returns whether every manifest passed.
 pub fn validate_files(files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
     let mut ok = true;
     let mut out = std::io::stdout().lock();
+    let mut expanded = Vec::new();
     for file in files {
+        manifests::collect(file, &mut expanded)?;
+    }
+    for file in &expanded {
         let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let docs: Vec<serde_json::Value> =
             serde_saphyr::from_multiple(&text).map_err(|e| anyhow::anyhow!("{}: not YAML: {e}", file.display()))?;

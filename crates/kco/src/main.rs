@@ -44,6 +44,9 @@ enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Rewrite reference manifests (vriesdemichael.github.io/v1) to kco.dev/v1 on stdout, reporting
+    /// every field changed and why on stderr; exits 1 when a manifest still needs a fix.
+    Convert(cli::convert::ConvertArgs),
     /// Shell completions for kco.
     Completions {
         #[arg(value_enum)]
@@ -79,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Diff(args) => exit_with(cli::apply::diff(args).await),
         Command::Delete(args) => exit_with(cli::apply::delete(args).await),
         Command::Token(args) => exit_with(cli::token::token(args).await),
+        Command::Convert(args) => exit_with(cli::convert::convert(&args)),
         Command::Schema { dir, kind } => cli::print_schemas(dir.as_deref(), kind.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory;

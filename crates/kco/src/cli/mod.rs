@@ -2,6 +2,7 @@
 //! Keycloak (and Kubernetes only for Secrets).
 
 pub mod apply;
+pub mod convert;
 pub mod keycloak;
 pub mod manifests;
 pub mod output;

@@ -84,6 +84,16 @@ async fn apply_creates_then_reports_unchanged_with_zero_writes_and_hands_out_wor
     assert_eq!(writes(&stderr), 0, "a second apply must make no Keycloak write: {stderr}");
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(json["client-secret"], get("CLIENT_SECRET"), "the secret must not change");
+
+    // As a Secret manifest: the name and namespace the operator would give it.
+    let third = kco(&["apply", "-f", file.to_str().unwrap(), "--output", "secret-yaml"]);
+    let (stdout, stderr) = text(&third);
+    assert_eq!(writes(&stderr), 0, "{stderr}");
+    let secret: serde_json::Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["metadata"]["name"], "svc-credentials");
+    assert_eq!(secret["metadata"]["namespace"], "team-a");
+    assert_eq!(secret["data"]["client-id"], "c3Zj", "base64 of svc");
 }
 
 #[tokio::test]

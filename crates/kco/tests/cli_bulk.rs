@@ -131,3 +131,44 @@ async fn two_hundred_manifests_show_a_bar_on_a_terminal_and_a_summary_and_none_w
     assert_eq!(row(&stderr, "deleted"), 200, "{stderr}");
     env.keycloak_send(reqwest::Method::DELETE, &realm, None).await;
 }
+
+#[tokio::test]
+async fn diff_is_coloured_on_a_terminal() {
+    let _env = Env::connect().await;
+    // A realm that does not exist yet: diff plans it and the client, and writes nothing.
+    let dir = std::env::temp_dir().join(format!("kco-diff-tty-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: kco.dev/v1\nkind: KeycloakRealm\nmetadata:\n  name: realm\nspec:\n  realmName: cli-tty-{}\n  instanceRef:\n    name: local\n---\n\
+             apiVersion: kco.dev/v1\nkind: KeycloakClient\nmetadata:\n  name: app\nspec:\n  clientId: app\n  realmRef:\n    name: realm\n  publicClient: true\n",
+            unique()
+        ),
+    )
+    .unwrap();
+    let done = dir.join("exit-code");
+    let vars: Vec<String> = ["KEYCLOAK_URL", "KEYCLOAK_ADMIN_USER", "KEYCLOAK_ADMIN_PASSWORD"]
+        .iter()
+        .map(|k| format!("{k}={}", shell_quote(&std::env::var(k).unwrap())))
+        .collect();
+    let script = format!(
+        "env {} {} diff -f {}; echo $? > {}; sleep 600",
+        vars.join(" "),
+        shell_quote(KCO),
+        shell_quote(file.to_str().unwrap()),
+        shell_quote(done.to_str().unwrap())
+    );
+    let tmux = Tmux { socket: format!("kco-diff-{}", unique()) };
+    assert!(tmux.cmd(&["new-session", "-d", "-s", "bulk", "-x", "160", "-y", "40", &script]).status.success());
+    let code = kco_testing::wait_for("diff under tmux", Duration::from_secs(120), || async {
+        std::fs::read_to_string(&done).ok().filter(|c| !c.trim().is_empty())
+    })
+    .await;
+    assert_eq!(code.trim(), "2", "changes pending");
+    // -e keeps the colours: additions green.
+    let screen = String::from_utf8_lossy(&tmux.cmd(&["capture-pane", "-e", "-p", "-t", "bulk"]).stdout).into_owned();
+    assert!(screen.contains("\x1b[32m"), "no colour on a terminal: {screen:?}");
+    assert!(screen.contains("+ client \"app\""), "{screen}");
+}

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod authz;
+pub mod converge;
 pub mod desired;
 pub mod error;
 pub mod formats;

@@ -22,9 +22,35 @@ enum Command {
     Crd,
     /// Check KeycloakClient manifests with the operator's rules; exits 1 when any is invalid.
     Validate {
-        /// YAML files (multi-document files are fine; other kinds are skipped).
+        /// YAML files or directories (multi-document files are fine; other kinds are skipped).
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
+    },
+    /// Create or update the clients of KeycloakClient manifests straight in Keycloak (no operator),
+    /// and hand out their credentials. Exits 1 when any client failed.
+    Apply(cli::apply::ApplyArgs),
+    /// Show what `apply` would change. Exits 0 when nothing, 2 when changes are pending, 1 on error.
+    Diff(cli::apply::PlanArgs),
+    /// Delete the Keycloak clients of the manifests, only those kco owns (its owner mark).
+    Delete(cli::apply::PlanArgs),
+    /// Get a token with the client-credentials grant and show its claims; explains failures.
+    Token(cli::token::TokenArgs),
+    /// JSON Schemas of the resources (from the CRDs), for editors and yaml-language-server.
+    Schema {
+        /// Write keycloakclient.json, keycloakrealm.json and keycloakinstance.json here.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Print this kind's schema to stdout (default: KeycloakClient).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Rewrite reference manifests (vriesdemichael.github.io/v1) to kco.dev/v1 on stdout, reporting
+    /// every field changed and why on stderr; exits 1 when a manifest still needs a fix.
+    Convert(cli::convert::ConvertArgs),
+    /// Shell completions for kco.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -51,6 +77,29 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Apply(args) => exit_with(cli::apply::apply(args).await),
+        Command::Diff(args) => exit_with(cli::apply::diff(args).await),
+        Command::Delete(args) => exit_with(cli::apply::delete(args).await),
+        Command::Token(args) => exit_with(cli::token::token(args).await),
+        Command::Convert(args) => exit_with(cli::convert::convert(&args)),
+        Command::Schema { dir, kind } => cli::print_schemas(dir.as_deref(), kind.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "kco", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// A CLI command's exit code; an error is printed as one `kco: …` line and exits 1.
+fn exit_with(result: anyhow::Result<i32>) -> anyhow::Result<()> {
+    match result {
+        Ok(0) => Ok(()),
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("kco: {e:#}");
+            std::process::exit(1);
         }
     }
 }

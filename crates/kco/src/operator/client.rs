@@ -12,7 +12,7 @@ use kco_engine::formats::render_additional;
 use kco_engine::grace::GRACE_ATTRIBUTE;
 use kco_engine::plan::{Ownership, ownership};
 use kco_engine::secret::{Credentials, render_credentials};
-use kco_engine::{DesiredClient, ObservedClient, Owner, apply_plan, observe_client, plan_client, validate_client};
+use kco_engine::{DesiredClient, ObservedClient, Owner, apply_plan};
 use kco_keycloak::{ErrorKind, KeycloakAdmin};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -304,7 +304,8 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -
     // Step 5b: Authorization Services go through their own endpoints, once the client exists.
     if let Some(authz) = kco_engine::authz::DesiredAuthz::from_spec(&kc.spec) {
         let (id, client_id) = (&applied.internal_id, &kc.spec.client_id);
-        let changed = super::authz::sync_authz(&target.admin, &target.realm_name, id, client_id, &authz).await?;
+        let changed =
+            kco_engine::converge::sync_authz(&target.admin, &target.realm_name, id, client_id, &authz).await?;
         applied.changed_fields.extend(changed);
     }
     let mut event = applied.event(kc, &target.realm_name);
@@ -348,12 +349,7 @@ async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -
 
 /// Step 1: every rule of the spec, before anything is read.
 fn check_spec(kc: &KeycloakClient) -> Result<(), ReconcileError> {
-    let errors = validate_client(&kc.spec);
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    Err(ReconcileError::blocked(kco_engine::error::INVALID_SPEC, list.join("; ")))
+    Ok(kco_engine::converge::check_spec(&kc.spec)?)
 }
 
 /// Where the client goes: its realm object (granted to this namespace, allowing what the spec asks),
@@ -400,15 +396,9 @@ async fn resolve(ctx: &Context, kc: &KeycloakClient, facts: &mut StatusFacts) ->
     Ok(Target { owner, realm, realm_name, admin, endpoints })
 }
 
-/// Step 4: the desired client; flow aliases become the realm's flow ids (one read, only when the
-/// spec manages overrides).
+/// Step 4: the desired client (the engine's, shared with the CLI).
 async fn desired_client(kc: &KeycloakClient, target: &Target) -> Result<DesiredClient, ReconcileError> {
-    let mut desired = DesiredClient::from_spec(&kc.spec, Some(&target.owner));
-    if let Some(flows) = &kc.spec.authentication_flows {
-        let overrides = flow_overrides(&target.admin, &target.realm_name, flows).await?;
-        desired.fields.insert("authenticationFlowBindingOverrides".into(), overrides);
-    }
-    Ok(desired)
+    Ok(kco_engine::converge::desired_client(&target.admin, &target.realm_name, &kc.spec, &target.owner).await?)
 }
 
 /// What applying the plan did.
@@ -450,25 +440,10 @@ async fn apply_client(
     facts: &mut StatusFacts,
 ) -> Result<Applied, ReconcileError> {
     let (admin, realm_name) = (&target.admin, &target.realm_name);
-    if let Some(o) = &existing {
-        let adopt = kc.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
-        if let Ownership::Foreign(who) = ownership(o, &target.owner, adopt) {
-            return Err(ReconcileError::blocked(
-                "Conflict",
-                format!(
-                    "client {:?} already exists in realm {realm_name} and belongs to {who}; kco will not take it over. \
-                     Choose another clientId, or annotate this object {ADOPT_ANNOTATION}=true to adopt it",
-                    kc.spec.client_id
-                ),
-            ));
-        }
-    }
-    let existing_id = existing.as_ref().and_then(|o| o.get("id")).and_then(Value::as_str).map(str::to_string);
-    let observed = match existing {
-        Some(rep) => Some(observe_client(admin, realm_name, desired, rep).await?),
-        None => None,
-    };
-    let plan = plan_client(desired, observed.as_ref());
+    let adopt = kc.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
+    let prepared =
+        kco_engine::converge::prepare(admin, realm_name, desired.clone(), existing, &target.owner, adopt).await?;
+    let kco_engine::converge::Prepared { observed, existing_id, plan, .. } = prepared;
     // A retry of the same generation after a failure keeps saying Failed or Degraded (and why) until it
     // succeeds, rather than flipping the phase on every attempt.
     let retry = kc.status.as_ref().is_some_and(|s| {
@@ -577,55 +552,14 @@ struct Converged {
     requeue: Option<std::time::Duration>,
 }
 
-/// `authenticationFlows` aliases → the client's flow binding overrides (flow ids). An unset binding is
-/// sent empty, which is how Keycloak removes an override. One read of the realm's flows, only when
-/// the spec manages overrides.
-async fn flow_overrides(
-    admin: &KeycloakAdmin,
-    realm: &str,
-    flows: &kco_api::AuthenticationFlows,
-) -> Result<Value, ReconcileError> {
-    let all = admin.get(&[realm, "authentication", "flows"], &[], "authentication-flow").await?;
-    let id_of = |field: &str, alias: &Option<String>| -> Result<String, ReconcileError> {
-        let Some(alias) = alias else { return Ok(String::new()) };
-        all.as_array()
-            .into_iter()
-            .flatten()
-            .find(|f| f.get("alias").and_then(Value::as_str) == Some(alias))
-            .and_then(|f| f.get("id").and_then(Value::as_str))
-            .map(str::to_string)
-            .ok_or_else(|| {
-                ReconcileError::blocked(
-                    "FlowNotFound",
-                    format!("spec.authenticationFlows.{field}: realm {realm} has no authentication flow {alias:?}; create it or fix the alias"),
-                )
-            })
-    };
-    Ok(serde_json::json!({
-        "browser": id_of("browserFlow", &flows.browser_flow)?,
-        "direct_grant": id_of("directGrantFlow", &flows.direct_grant_flow)?,
-    }))
-}
-
 /// Step 3: the Keycloak client as it is now, by the internal id kco recorded, else by clientId.
 /// Reads only; an error of kind NotFound means the realm itself is missing.
 async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Value>, kco_keycloak::Error> {
-    let (admin, realm_name) = (&target.admin, target.realm_name.as_str());
     let status = kc.status.as_ref();
-    if let (Some(id), Some(r)) =
-        (status.and_then(|s| s.internal_id.as_deref()), status.and_then(|s| s.realm.as_deref()))
-        && r == realm_name
-    {
-        match admin.get_client(realm_name, id).await {
-            Ok(Some(c)) if c.get("clientId").and_then(Value::as_str) == Some(&kc.spec.client_id) => {
-                return Ok(Some(c));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    admin.find_client(realm_name, &kc.spec.client_id).await
+    let recorded = status
+        .filter(|s| s.realm.as_deref() == Some(target.realm_name.as_str()))
+        .and_then(|s| s.internal_id.as_deref());
+    kco_engine::converge::find_existing(&target.admin, &target.realm_name, &kc.spec.client_id, recorded).await
 }
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {

@@ -1,7 +1,6 @@
 //! `kco run`: the operator. Watches KeycloakClients (and the realms and Secrets they depend on) and
 //! reconciles each through the engine: read → validate → plan → apply → Secret → status.
 
-mod authz;
 mod client;
 mod context;
 mod credentials;

@@ -782,7 +782,10 @@ fn valid_text() -> impl Strategy<Value = String> {
         1 => (1usize..255).prop_map(|n| "€".repeat(n)),
         1 => (1usize..60).prop_map(|n| "👩\u{200D}💻".repeat(n / 3 + 1)),
     ]
-    .prop_filter("blank", |s| !s.trim().is_empty() && s.chars().count() <= 255)
+    // Names travel as Admin API path segments: ".", ".." and control characters are refused.
+    .prop_filter("blank, or not one path segment", |s| {
+        !s.trim().is_empty() && s.chars().count() <= 255 && kco_keycloak::is_plain_segment(s)
+    })
 }
 
 fn valid_texts(max: usize) -> impl Strategy<Value = Vec<String>> {

@@ -193,15 +193,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
         });
+    // The controllers end on SIGTERM/SIGINT (after their running reconciles); the watches feeding
+    // them never end on their own, so they stop with the controllers (a leader must get to release
+    // its Lease).
     let controllers = async {
-        futures::join!(
-            realm_watch,
-            instance_watch,
-            secret_watch,
-            client_controller,
-            instance_controller,
-            realm_controller
-        );
+        let watches = async { futures::join!(realm_watch, instance_watch, secret_watch) };
+        let run = async { futures::join!(client_controller, instance_controller, realm_controller) };
+        futures::pin_mut!(watches, run);
+        futures::future::select(run, watches).await;
     };
     let result = match &elector {
         Some(elector) => elector.lead(controllers).await,

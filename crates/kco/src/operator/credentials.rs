@@ -47,95 +47,124 @@ pub async fn client_secret(
     target: TargetClient<'_>,
     now: Timestamp,
 ) -> Result<SecretOutcome, ReconcileError> {
-    let TargetClient { admin, realm, id, representation: client, current } = target;
-    let mut out = SecretOutcome::default();
     if kc.spec.public_client {
-        return Ok(out);
+        return Ok(SecretOutcome::default());
     }
-    let status = kc.status.clone().unwrap_or_default();
-
     if let Some(src) = &kc.spec.client_secret {
-        let wanted = user_secret(ctx, kc, &src.name, &src.key).await?;
-        let current = match current {
-            Some(c) => c,
-            None => admin.client_secret(realm, id).await?,
-        };
-        if wanted.expose_secret() != current.expose_secret() {
-            admin.set_client_secret(realm, id, &wanted).await?;
-            out.event = Some(("SecretUpdated", format!("client secret set from Secret {} key {}", src.name, src.key)));
-        }
-        out.secret = Some(wanted);
-        return Ok(out);
+        return from_user_secret(ctx, kc, &target, &src.name, &src.key).await;
     }
-
-    // Before any regeneration: with a grace period, Keycloak must keep the previous secret.
-    let grace = kc
-        .spec
-        .secret_rotation
-        .as_ref()
-        .and_then(|r| r.grace_period.as_deref())
-        .map(parse_grace_period)
-        .transpose()
-        .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
-    let period = kc.spec.secret_rotation.as_ref().and_then(|r| parse_period(&r.rotation_period).ok());
-    let regenerate = async || -> Result<SecretString, ReconcileError> {
-        if let Some(g) = grace {
-            // Realm policies are rewritten whole: one writer per realm at a time.
-            let lock = ctx.realm_lock(&format!("{}/{realm}", admin.base_url()));
-            let _held = lock.lock().await;
-            let period_secs = period.map_or(90 * 86_400, |p| p.as_secs());
-            ensure_grace_policy(admin, realm, g.as_secs(), period_secs, now.as_second()).await?;
-        }
-        Ok(admin.regenerate_client_secret(realm, id).await?)
-    };
-
+    let mut out = SecretOutcome::default();
+    let status = kc.status.clone().unwrap_or_default();
     // regenerateSecret: honoured once per false → true change (see status.regeneratedGeneration).
     if kc.spec.regenerate_secret {
         out.regenerated_generation = status.regenerated_generation;
         if status.regenerated_generation.is_none() {
-            out.secret = Some(regenerate().await?);
+            out.secret = Some(regenerate(ctx, kc, &target, now).await?);
             out.regenerated_generation = kc.metadata.generation;
             out.event = Some(("SecretRegenerated", "regenerated the client secret as requested".into()));
         }
     }
-
     if let Some(rotation) = kc.spec.secret_rotation.as_ref().filter(|r| r.enabled) {
-        let created = client
-            .and_then(|c| c.pointer(&format!("/attributes/{}", CREATION_TIME.replace('/', "~1"))))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<i64>().ok())
-            .and_then(|secs| Timestamp::from_second(secs).ok());
-        let object_created = kc.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-        let last = match out.secret {
-            Some(_) => Some(now),
-            None => created.or(status.last_rotation.as_deref().and_then(|s| s.parse().ok())),
-        };
-        let invalid = |e: kco_engine::schedule::ScheduleError| ReconcileError::blocked("InvalidSpec", e.to_string());
-        if out.secret.is_none() && rotation_due(last, object_created, rotation, now).map_err(invalid)? {
-            out.secret = Some(regenerate().await?);
-            // Fault injection for the crash-safety test: die after Keycloak rotated, before any Secret
-            // or status write. Compiled only with the test-only `fault-injection` feature.
-            #[cfg(feature = "fault-injection")]
-            if std::env::var_os("KCO_FAULT_EXIT_AFTER_ROTATION").is_some() {
-                tracing::warn!("KCO_FAULT_EXIT_AFTER_ROTATION is set: exiting right after a rotation");
-                std::process::exit(75);
-            }
-            out.event = Some(("SecretRotated", "rotated the client secret on schedule".into()));
-            out.last_rotation = Some(now);
-        } else {
-            out.last_rotation = last;
-        }
-        let from = out.last_rotation.unwrap_or(object_created);
-        out.next_rotation = Some(next_rotation_at(from, rotation).map_err(invalid)?);
+        rotate_on_schedule(ctx, kc, &target, rotation, now, &mut out).await?;
     }
-
     if out.secret.is_none() {
-        out.secret = Some(match current {
-            Some(c) => c,
-            None => admin.client_secret(realm, id).await?,
-        });
+        out.secret = Some(current_secret(&target).await?);
     }
     Ok(out)
+}
+
+/// `spec.clientSecret`: Keycloak is made to hold the user's value.
+async fn from_user_secret(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    target: &TargetClient<'_>,
+    name: &str,
+    key: &str,
+) -> Result<SecretOutcome, ReconcileError> {
+    let mut out = SecretOutcome::default();
+    let wanted = user_secret(ctx, kc, name, key).await?;
+    let current = current_secret(target).await?;
+    if wanted.expose_secret() != current.expose_secret() {
+        target.admin.set_client_secret(target.realm, target.id, &wanted).await?;
+        out.event = Some(("SecretUpdated", format!("client secret set from Secret {name} key {key}")));
+    }
+    out.secret = Some(wanted);
+    Ok(out)
+}
+
+/// The secret Keycloak holds now: as read with the client this reconcile, else read.
+async fn current_secret(target: &TargetClient<'_>) -> Result<SecretString, ReconcileError> {
+    match &target.current {
+        Some(c) => Ok(c.clone()),
+        None => Ok(target.admin.client_secret(target.realm, target.id).await?),
+    }
+}
+
+/// A new secret from Keycloak. With a grace period, first the realm policy that keeps the previous
+/// secret working that long (realm policies are rewritten whole: one writer per realm at a time).
+async fn regenerate(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    target: &TargetClient<'_>,
+    now: Timestamp,
+) -> Result<SecretString, ReconcileError> {
+    let (admin, realm) = (target.admin, target.realm);
+    let rotation = kc.spec.secret_rotation.as_ref();
+    let grace = rotation
+        .and_then(|r| r.grace_period.as_deref())
+        .map(parse_grace_period)
+        .transpose()
+        .map_err(|e| ReconcileError::blocked("InvalidSpec", e.to_string()))?;
+    if let Some(g) = grace {
+        let lock = ctx.realm_lock(&format!("{}/{realm}", admin.base_url()));
+        let _held = lock.lock().await;
+        let period = rotation.and_then(|r| parse_period(&r.rotation_period).ok());
+        let period_secs = period.map_or(90 * 86_400, |p| p.as_secs());
+        ensure_grace_policy(admin, realm, g.as_secs(), period_secs, now.as_second()).await?;
+    }
+    Ok(admin.regenerate_client_secret(realm, target.id).await?)
+}
+
+/// `secretRotation`: rotate when due (unless this reconcile already made a new secret), and record
+/// the last and next rotation. The last one is Keycloak's own secret creation time.
+async fn rotate_on_schedule(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    target: &TargetClient<'_>,
+    rotation: &kco_api::SecretRotation,
+    now: Timestamp,
+    out: &mut SecretOutcome,
+) -> Result<(), ReconcileError> {
+    let status = kc.status.clone().unwrap_or_default();
+    let created = target
+        .representation
+        .and_then(|c| c.pointer(&format!("/attributes/{}", CREATION_TIME.replace('/', "~1"))))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|secs| Timestamp::from_second(secs).ok());
+    let object_created = kc.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let last = match out.secret {
+        Some(_) => Some(now),
+        None => created.or(status.last_rotation.as_deref().and_then(|s| s.parse().ok())),
+    };
+    let invalid = |e: kco_engine::schedule::ScheduleError| ReconcileError::blocked("InvalidSpec", e.to_string());
+    if out.secret.is_none() && rotation_due(last, object_created, rotation, now).map_err(invalid)? {
+        out.secret = Some(regenerate(ctx, kc, target, now).await?);
+        // Fault injection for the crash-safety test: die after Keycloak rotated, before any Secret
+        // or status write. Compiled only with the test-only `fault-injection` feature.
+        #[cfg(feature = "fault-injection")]
+        if std::env::var_os("KCO_FAULT_EXIT_AFTER_ROTATION").is_some() {
+            tracing::warn!("KCO_FAULT_EXIT_AFTER_ROTATION is set: exiting right after a rotation");
+            std::process::exit(75);
+        }
+        out.event = Some(("SecretRotated", "rotated the client secret on schedule".into()));
+        out.last_rotation = Some(now);
+    } else {
+        out.last_rotation = last;
+    }
+    let from = out.last_rotation.unwrap_or(object_created);
+    out.next_rotation = Some(next_rotation_at(from, rotation).map_err(invalid)?);
+    Ok(())
 }
 
 async fn user_secret(

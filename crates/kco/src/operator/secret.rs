@@ -37,81 +37,109 @@ pub async fn ensure_secret(
     out: &OutputSecret<'_>,
     data: &SecretData,
 ) -> Result<bool, ReconcileError> {
-    let own_ns = kc.namespace().unwrap_or_default();
-    let ns = out.namespace.to_string();
-    let remote = ns != own_ns;
-    let name = out.name.to_string();
-    let uid = kc.uid().unwrap_or_default();
-    let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())]);
-    labels.extend(out.labels.clone().unwrap_or_default());
-    let mut annotations = out.annotations.clone().unwrap_or_default();
-    if remote {
-        labels.insert(OWNER_UID_LABEL.into(), uid.clone());
-        annotations.insert(OWNER_ANNOTATION.into(), format!("{own_ns}/{}", kc.name_any()));
-    }
-    let bytes: BTreeMap<String, ByteString> =
-        data.0.iter().map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))).collect();
+    let wanted = Wanted::new(kc, out, data);
+    let (ns, name) = (out.namespace, out.name);
     // Unchanged since kco wrote (or last checked) it, with the same content wanted: no read.
     let key = format!("{ns}/{name}");
-    let want = content_hash(&uid, &bytes, &labels, &annotations);
-    if ctx.in_scope(&ns) {
-        let seen = ctx.stores.secrets.get(&ObjectRef::new(&name).within(&ns));
-        let rv = seen.and_then(|m| m.metadata.resource_version.clone());
-        if let Some(rv) = rv
-            && ctx.written_secrets.lock().is_ok_and(|w| w.get(&key) == Some(&(rv, want)))
-        {
-            return Ok(false);
-        }
+    let want = content_hash(&wanted.uid, &wanted.data, &wanted.labels, &wanted.annotations);
+    if unchanged_since_written(ctx, ns, name, &key, want) {
+        return Ok(false);
     }
     let remember = |rv: Option<String>| {
         if let (Some(rv), Ok(mut w)) = (rv, ctx.written_secrets.lock()) {
             w.insert(key.clone(), (rv, want));
         }
     };
-    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
-    let existing = api.get_opt(&name).await?;
-    if let Some(s) = &existing
-        && !owned_by(s, &uid, remote)
-    {
-        return Err(ReconcileError::blocked(
-            "SecretConflict",
-            format!(
-                "Secret {ns}/{name} exists and is not managed by this KeycloakClient; kco will not overwrite it. \
-                 Set {} to another name, or delete that Secret",
-                out.field
-            ),
-        ));
-    }
+    let api: Api<Secret> = Api::namespaced(ctx.kube.clone(), ns);
+    let existing = api.get_opt(name).await?;
     if let Some(s) = &existing {
-        // Only kco's keys count: server-side apply leaves keys of other field managers alone, so a
-        // full comparison would write on every reconcile once anyone added a key.
-        let same_data = bytes.iter().all(|(k, v)| s.data.as_ref().and_then(|d| d.get(k)) == Some(v));
-        let has = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
-            want.iter().all(|(k, v)| have.get(k) == Some(v))
-        };
-        if same_data && has(s.labels(), &labels) && has(s.annotations(), &annotations) {
+        if !owned_by(s, &wanted.uid, wanted.remote) {
+            return Err(ReconcileError::blocked(
+                "SecretConflict",
+                format!(
+                    "Secret {ns}/{name} exists and is not managed by this KeycloakClient; kco will not overwrite it. \
+                     Set {} to another name, or delete that Secret",
+                    out.field
+                ),
+            ));
+        }
+        if wanted.held_by(s) {
             remember(s.metadata.resource_version.clone());
             return Ok(false);
         }
     }
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(labels),
-            annotations: (!annotations.is_empty()).then_some(annotations),
-            // An owner reference cannot cross namespaces: a remote Secret is found by its label.
-            owner_references: if remote { None } else { kc.controller_owner_ref(&()).map(|o| vec![o]) },
-            ..Default::default()
-        },
-        type_: Some("Opaque".to_string()),
-        data: Some(bytes),
-        ..Default::default()
-    };
-    let written = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
+    let secret = wanted.into_secret(kc, ns, name);
+    let written = api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
     ctx.count_write("secret");
     remember(written.metadata.resource_version);
     Ok(true)
+}
+
+/// What kco wants in one managed Secret.
+struct Wanted {
+    uid: String,
+    /// In another namespace than the KeycloakClient's (no owner reference; an owner label instead).
+    remote: bool,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    data: BTreeMap<String, ByteString>,
+}
+
+impl Wanted {
+    fn new(kc: &KeycloakClient, out: &OutputSecret<'_>, data: &SecretData) -> Self {
+        let own_ns = kc.namespace().unwrap_or_default();
+        let remote = out.namespace != own_ns;
+        let uid = kc.uid().unwrap_or_default();
+        let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())]);
+        labels.extend(out.labels.clone().unwrap_or_default());
+        let mut annotations = out.annotations.clone().unwrap_or_default();
+        if remote {
+            labels.insert(OWNER_UID_LABEL.into(), uid.clone());
+            annotations.insert(OWNER_ANNOTATION.into(), format!("{own_ns}/{}", kc.name_any()));
+        }
+        let data = data.0.iter().map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))).collect();
+        Self { uid, remote, labels, annotations, data }
+    }
+
+    /// Whether `s` already holds it. Only kco's keys count: server-side apply leaves keys of other
+    /// field managers alone, so a full comparison would write on every reconcile once anyone added one.
+    fn held_by(&self, s: &Secret) -> bool {
+        let same_data = self.data.iter().all(|(k, v)| s.data.as_ref().and_then(|d| d.get(k)) == Some(v));
+        let has = |have: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+            want.iter().all(|(k, v)| have.get(k) == Some(v))
+        };
+        same_data && has(s.labels(), &self.labels) && has(s.annotations(), &self.annotations)
+    }
+
+    fn into_secret(self, kc: &KeycloakClient, ns: &str, name: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(ns.to_string()),
+                labels: Some(self.labels),
+                annotations: (!self.annotations.is_empty()).then_some(self.annotations),
+                // An owner reference cannot cross namespaces: a remote Secret is found by its label.
+                owner_references: if self.remote { None } else { kc.controller_owner_ref(&()).map(|o| vec![o]) },
+                ..Default::default()
+            },
+            type_: Some("Opaque".to_string()),
+            data: Some(self.data),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether Secret `ns/name` is, by the Secret cache's resourceVersion, still what kco wrote (or last
+/// checked) with content hash `want`: then it needs neither a read nor a write.
+fn unchanged_since_written(ctx: &Context, ns: &str, name: &str, key: &str, want: u64) -> bool {
+    if !ctx.in_scope(ns) {
+        return false;
+    }
+    let seen = ctx.stores.secrets.get(&ObjectRef::new(name).within(ns));
+    let Some(rv) = seen.and_then(|m| m.metadata.resource_version.clone()) else {
+        return false;
+    };
+    ctx.written_secrets.lock().is_ok_and(|w| w.get(key) == Some(&(rv, want)))
 }
 
 /// Hash of what kco wants in a managed Secret (owner, data, labels, annotations).

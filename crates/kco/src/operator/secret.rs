@@ -234,3 +234,78 @@ pub async fn delete_remote_secrets(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kc() -> KeycloakClient {
+        serde_json::from_value(json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakClient",
+            "metadata": {"name": "svc", "namespace": "team-a", "uid": "u-1"},
+            "spec": {"clientId": "svc", "realmRef": {"name": "realm"}}
+        }))
+        .unwrap()
+    }
+
+    fn out(ns: &str) -> OutputSecret<'_> {
+        OutputSecret {
+            name: "svc-credentials",
+            namespace: ns,
+            field: "spec.secretName".into(),
+            labels: None,
+            annotations: None,
+        }
+    }
+
+    fn data() -> SecretData {
+        SecretData(BTreeMap::from([("client-secret".to_string(), "s3cr3t".to_string())]))
+    }
+
+    #[test]
+    fn a_secret_holding_kcos_keys_needs_no_write_whatever_else_it_holds() {
+        let wanted = Wanted::new(&kc(), &out("team-a"), &data());
+        let mut s = wanted_secret();
+        assert!(wanted.held_by(&s));
+        // Someone else's key beside kco's: still held (server-side apply leaves it alone).
+        s.data.get_or_insert_default().insert("extra".into(), ByteString(b"x".to_vec()));
+        assert!(wanted.held_by(&s));
+        // kco's value changed by hand: not held.
+        s.data.get_or_insert_default().insert("client-secret".into(), ByteString(b"other".to_vec()));
+        assert!(!wanted.held_by(&s));
+    }
+
+    fn wanted_secret() -> Secret {
+        Wanted::new(&kc(), &out("team-a"), &data()).into_secret(&kc(), "team-a", "svc-credentials")
+    }
+
+    #[test]
+    fn a_local_secret_is_owned_by_reference_a_remote_one_by_label() {
+        let local = Wanted::new(&kc(), &out("team-a"), &data());
+        assert!(!local.remote);
+        let s = local.into_secret(&kc(), "team-a", "svc-credentials");
+        assert!(owned_by(&s, "u-1", false));
+        assert!(!owned_by(&s, "u-2", false));
+        let remote = Wanted::new(&kc(), &out("mlflow"), &data());
+        assert!(remote.remote);
+        assert_eq!(remote.labels.get(OWNER_UID_LABEL).map(String::as_str), Some("u-1"));
+        let s = remote.into_secret(&kc(), "mlflow", "svc-credentials");
+        assert!(s.metadata.owner_references.is_none(), "no owner reference across namespaces");
+        assert!(owned_by(&s, "u-1", true));
+    }
+
+    #[test]
+    fn the_content_hash_changes_with_owner_data_labels_and_annotations() {
+        let w = Wanted::new(&kc(), &out("team-a"), &data());
+        let base = content_hash(&w.uid, &w.data, &w.labels, &w.annotations);
+        assert_eq!(base, content_hash(&w.uid, &w.data, &w.labels, &w.annotations));
+        assert_ne!(base, content_hash("u-2", &w.data, &w.labels, &w.annotations));
+        let mut labels = w.labels.clone();
+        labels.insert("team".into(), "a".into());
+        assert_ne!(base, content_hash(&w.uid, &w.data, &labels, &w.annotations));
+        let mut other = w.data.clone();
+        other.insert("client-id".into(), ByteString(b"svc".to_vec()));
+        assert_ne!(base, content_hash(&w.uid, &other, &w.labels, &w.annotations));
+    }
+}

@@ -117,17 +117,38 @@ pub enum Ownership {
 const BUILT_IN_CLIENTS: &[&str] =
     &["account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console"];
 
+/// The reference operator's marks on a client it created: `io.kubernetes.managed-by` says
+/// `keycloak-operator`, and `io.kubernetes.cr-namespace`/`cr-name` name its KeycloakClient.
+pub const REFERENCE_MANAGED_BY: (&str, &str) = ("io.kubernetes.managed-by", "keycloak-operator");
+const REFERENCE_CR_NAMESPACE: &str = "io.kubernetes.cr-namespace";
+const REFERENCE_CR_NAME: &str = "io.kubernetes.cr-name";
+
+/// `namespace/name` of the reference operator's KeycloakClient that made `observed`, if it did.
+fn reference_owner(observed: &Value) -> Option<(String, String)> {
+    let attributes = observed.get("attributes")?;
+    let text = |k: &str| attributes.get(k).and_then(Value::as_str);
+    (text(REFERENCE_MANAGED_BY.0)? == REFERENCE_MANAGED_BY.1).then(|| {
+        (text(REFERENCE_CR_NAMESPACE).unwrap_or_default().into(), text(REFERENCE_CR_NAME).unwrap_or_default().into())
+    })
+}
+
 /// Decide whether `observed` may be managed by `owner`. A client without an owner attribute was made
 /// outside kco; it is taken over only with the adopt annotation, and never when it belongs to another
-/// KeycloakClient or is one of Keycloak's built-in clients.
+/// KeycloakClient or is one of Keycloak's built-in clients. A client the reference operator made is
+/// taken over (with the annotation) only by the KeycloakClient of the same namespace and name as the
+/// one that made it: moving over keeps the client, its id and its secret, and no tenant takes another's.
 pub fn ownership(observed: &Value, owner: &Owner, adopt: bool) -> Ownership {
     let recorded = observed.pointer("/attributes").and_then(|a| a.get(OWNER_ATTRIBUTE)).and_then(Value::as_str);
     let client_id = observed.get("clientId").and_then(Value::as_str).unwrap_or_default();
     let built_in = BUILT_IN_CLIENTS.contains(&client_id) || client_id.ends_with("-realm");
-    match recorded {
-        Some(v) if v == owner.attribute_value() => Ownership::Owned,
-        Some(v) if !v.is_empty() => Ownership::Foreign(format!("KeycloakClient {}", display_owner(v))),
+    match (recorded, reference_owner(observed)) {
+        (Some(v), _) if v == owner.attribute_value() => Ownership::Owned,
+        (Some(v), _) if !v.is_empty() => Ownership::Foreign(format!("KeycloakClient {}", display_owner(v))),
         _ if built_in => Ownership::Foreign(format!("Keycloak itself ({client_id} is a built-in client)")),
+        (_, Some((ns, name))) if adopt && ns == owner.namespace && name == owner.name => Ownership::Owned,
+        (_, Some((ns, name))) => Ownership::Foreign(format!(
+            "the reference operator's KeycloakClient {ns}/{name} (only the KeycloakClient {ns}/{name} may take it over)"
+        )),
         _ if adopt => Ownership::Owned,
         _ => Ownership::Foreign("a client created outside kco".to_string()),
     }
@@ -539,6 +560,21 @@ mod tests {
         assert!(matches!(ownership(&built_in, &owner(), true), Ownership::Foreign(_)));
         let master_realm_client = json!({"clientId": "team-a-realm"});
         assert!(matches!(ownership(&master_realm_client, &owner(), true), Ownership::Foreign(_)));
+    }
+
+    #[test]
+    fn a_reference_operator_client_is_taken_over_only_by_its_own_keycloakclient_and_only_on_request() {
+        let made_by_reference = |ns: &str, name: &str| {
+            json!({"clientId": "svc", "attributes": {"io.kubernetes.managed-by": "keycloak-operator",
+                "io.kubernetes.cr-namespace": ns, "io.kubernetes.cr-name": name}})
+        };
+        let theirs = made_by_reference("team-a", "svc");
+        assert_eq!(ownership(&theirs, &owner(), true), Ownership::Owned);
+        let Ownership::Foreign(who) = ownership(&theirs, &owner(), false) else { panic!() };
+        assert!(who.contains("reference operator's KeycloakClient team-a/svc"), "{who}");
+        // Another namespace's (or another name's) KeycloakClient never takes it, annotation or not.
+        assert!(matches!(ownership(&made_by_reference("team-b", "svc"), &owner(), true), Ownership::Foreign(_)));
+        assert!(matches!(ownership(&made_by_reference("team-a", "other"), &owner(), true), Ownership::Foreign(_)));
     }
 
     #[test]

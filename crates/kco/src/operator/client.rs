@@ -692,11 +692,44 @@ fn grace_rules_in_use(ctx: &Context, realm: &KeycloakRealm) -> Option<BTreeSet<S
     Some(rules)
 }
 
+/// An Event's action. kube's Recorder folds Events of one object with the same reason and action
+/// into a series that keeps the first note, so two drift reverts (or updates) of different fields
+/// within minutes would show only the first: their action names the fields (at most 128 characters, the
+/// API's limit). Every other Event's action is `Reconcile`: a repeated one is rightly a series.
+fn event_action(reason: &str, note: &str) -> String {
+    let (verb, what) = match reason {
+        "DriftReverted" => ("Revert", note.strip_prefix("reverted hand-made changes to ").unwrap_or(note)),
+        "Updated" => ("Update", note.strip_prefix("updated ").unwrap_or(note)),
+        _ => return "Reconcile".to_string(),
+    };
+    format!("{verb} {what}").chars().take(128).collect()
+}
+
 async fn publish(ctx: &Context, kc: &KeycloakClient, type_: EventType, reason: &str, note: String) {
-    let ev = Event { type_, reason: reason.to_string(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        action: event_action(reason, &note),
+        note: Some(note),
+        secondary: None,
+    };
     let reference = kc.object_ref(&());
     match ctx.recorder.publish(&ev, &reference).await {
         Ok(()) => ctx.count_write("event"),
         Err(e) => tracing::warn!(error = %e, "could not publish an Event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn events_about_different_fields_get_different_actions() {
+        use super::event_action;
+        let a = event_action("DriftReverted", "reverted hand-made changes to enabled, redirectUris");
+        assert_eq!(a, "Revert enabled, redirectUris");
+        assert_ne!(a, event_action("DriftReverted", "reverted hand-made changes to serviceAccountRoles.realmRoles"));
+        assert_eq!(event_action("Updated", "updated rootUrl"), "Update rootUrl");
+        assert_eq!(event_action("SecretRotated", "rotated"), "Reconcile");
+        assert_eq!(event_action("DriftReverted", &"€".repeat(300)).chars().count(), 128);
     }
 }

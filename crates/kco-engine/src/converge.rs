@@ -140,16 +140,12 @@ pub async fn sync_authz(
 ) -> Result<Vec<String>, EngineError> {
     let observed = observe_authz(admin, realm, id, client_id).await?;
     let plan = plan_authz(desired, &observed).map_err(|problems| {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        let reason = plan_problem_reason(&problems);
         let hint = if problems.iter().any(|p| p.missing) { "; declare them or create them in Keycloak" } else { "" };
-        EngineError::Spec {
-            reason,
-            message: format!(
-                "authorization of client {client_id} in realm {realm} not applied (nothing was written): {}{hint}",
-                list.join("; ")
-            ),
-        }
+        problems_error(
+            &problems,
+            format!("authorization of client {client_id} in realm {realm} not applied (nothing was written): "),
+            hint,
+        )
     })?;
     if plan.is_empty() {
         return Ok(Vec::new());
@@ -171,11 +167,14 @@ pub async fn plan_authz_changes(
     let observed = observe_authz(admin, realm, id, client_id).await?;
     match plan_authz(desired, &observed) {
         Ok(plan) => Ok(plan.changed_fields()),
-        Err(problems) => {
-            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            Err(EngineError::Spec { reason: plan_problem_reason(&problems), message: list.join("; ") })
-        }
+        Err(problems) => Err(problems_error(&problems, String::new(), "")),
     }
+}
+
+/// Why an authorization plan cannot be made, as a spec error: `before`, every problem, `after`.
+fn problems_error(problems: &[crate::authz::PlanProblem], before: String, after: &str) -> EngineError {
+    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    EngineError::Spec { reason: plan_problem_reason(problems), message: format!("{before}{}{after}", list.join("; ")) }
 }
 
 /// `authenticationFlows` aliases → the client's flow binding overrides (flow ids). An unset binding is

@@ -545,3 +545,25 @@ impl Drop for TlsProxy {
         self.task.abort();
     }
 }
+
+/// Run a command-line tool (helm, kubectl, podman, …) with extra environment `envs` and `stdin`;
+/// `(success, stdout + stderr)`. Panics with a hint when the tool cannot be started.
+pub fn run_tool(tool: &str, args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(tool)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}); `dev/testenv tools` installs it, `. .testenv/env.sh` puts it on PATH")
+        });
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

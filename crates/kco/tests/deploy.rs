@@ -4,9 +4,7 @@
 //! Fails (never skips) when helm or kubectl is missing: `dev/testenv tools` builds helm.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
+use std::process::Command;
 use std::time::Duration;
 
 use kco_testing::{Env, Operator, unique};
@@ -15,23 +13,8 @@ use serde_json::json;
 const KCO: &str = env!("CARGO_BIN_EXE_kco");
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/kco");
 
-/// Run a tool; `(success, stdout + stderr)`. Panics when the tool cannot be started.
 fn run(tool: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {tool} ({e}); dev/testenv tools builds helm, . .testenv/env.sh puts it on PATH")
-        });
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    kco_testing::run_tool(tool, args, stdin, &[])
 }
 
 fn ok(tool: &str, args: &[&str], stdin: Option<&str>) -> String {

@@ -5,8 +5,6 @@
 //! reaches Ready. Fails (never skips) without podman or the image: run dev/image first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kco_testing::{Env, unique, wait_for};
@@ -16,20 +14,7 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/kco");
 const CONTAINERS_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dev/containers.conf");
 
 fn run(tool: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new(tool)
-        .args(args)
-        .env("CONTAINERS_CONF", CONTAINERS_CONF)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}); dev/testenv tools installs it"));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    kco_testing::run_tool(tool, args, stdin, &[("CONTAINERS_CONF", CONTAINERS_CONF)])
 }
 
 fn ok(tool: &str, args: &[&str], stdin: Option<&str>) -> String {

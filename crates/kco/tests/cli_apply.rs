@@ -219,3 +219,56 @@ async fn a_realm_that_is_neither_in_the_manifests_nor_named_is_a_clear_error() {
     assert!(stderr.contains("spec.realmRef names KeycloakRealm default/nowhere"), "{stderr}");
     assert!(stderr.contains("--realm"), "{stderr}");
 }
+
+/// Moving over from the reference operator with `kco apply`: its client (its marks name the
+/// KeycloakClient team-a/svc) is refused without `kco.dev/adopt`, and taken over in place with it:
+/// same id, same secret, and the consumer's token request keeps working.
+#[tokio::test]
+async fn apply_takes_over_a_reference_operators_client_only_on_request_keeping_id_and_secret() {
+    let env = Env::connect().await;
+    let realm = format!("cli-{}", unique());
+    let d = dir();
+    // The realm, made by applying another client.
+    let seed = manifests(&d, &realm, "seed", "");
+    assert!(kco(&["apply", "-f", seed.to_str().unwrap()]).status.success());
+    let secret = "reference-held-secret-9d2e71";
+    env.keycloak_send(
+        reqwest::Method::POST,
+        &format!("{realm}/clients"),
+        Some(json!({"clientId": "legacy", "secret": secret, "publicClient": false, "serviceAccountsEnabled": true,
+            "standardFlowEnabled": false, "directAccessGrantsEnabled": false,
+            "attributes": {"io.kubernetes.managed-by": "keycloak-operator",
+                "io.kubernetes.cr-namespace": "team-a", "io.kubernetes.cr-name": "svc"}})),
+    )
+    .await;
+    let id = env.keycloak_get(&format!("{realm}/clients?clientId=legacy")).await.unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token_url = format!("{}/realms/{realm}/protocol/openid-connect/token", env.keycloak_url);
+    env.client_credentials(&token_url, "legacy", secret).await.unwrap();
+
+    let file = manifests(&d, &realm, "legacy", "");
+    let refused = kco(&["apply", "-f", file.to_str().unwrap()]);
+    let (_, stderr) = text(&refused);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("reference operator's KeycloakClient team-a/svc"), "{stderr}");
+
+    let text_now = std::fs::read_to_string(&file).unwrap();
+    let annotated = text_now.replacen(
+        "kind: KeycloakClient\nmetadata:\n  name: svc\n",
+        "kind: KeycloakClient\nmetadata:\n  name: svc\n  annotations:\n    kco.dev/adopt: \"true\"\n",
+        1,
+    );
+    assert_ne!(annotated, text_now);
+    std::fs::write(&file, annotated).unwrap();
+    let taken = kco(&["apply", "-f", file.to_str().unwrap()]);
+    let (_, stderr) = text(&taken);
+    assert!(taken.status.success(), "{stderr}");
+    let found = env.keycloak_get(&format!("{realm}/clients?clientId=legacy")).await.unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["id"], id.as_str(), "not re-created");
+    let held = env.keycloak_get(&format!("{realm}/clients/{id}/client-secret")).await.unwrap();
+    assert_eq!(held["value"], secret, "the secret consumers hold is kept");
+    env.client_credentials(&token_url, "legacy", secret).await.unwrap();
+}

@@ -117,7 +117,7 @@ fn env(var: &str) -> anyhow::Result<String> {
     std::env::var(var).with_context(|| format!("{var} is not set; source .testenv/env.sh first"))
 }
 
-fn admin(metrics: RequestMetrics) -> anyhow::Result<KeycloakAdmin> {
+fn admin(metrics: RequestMetrics, timeout: Duration) -> anyhow::Result<KeycloakAdmin> {
     let config = KeycloakAdminConfig {
         url: env("KEYCLOAK_URL")?,
         admin_realm: "master".into(),
@@ -126,7 +126,7 @@ fn admin(metrics: RequestMetrics) -> anyhow::Result<KeycloakAdmin> {
             password: SecretString::from(env("KEYCLOAK_ADMIN_PASSWORD")?),
         },
         ca_pem: None,
-        timeout: Duration::from_secs(60),
+        timeout,
     };
     Ok(KeycloakAdmin::new(config, metrics)?)
 }
@@ -143,7 +143,7 @@ fn requests(registry: &prometheus_client::registry::Registry) -> anyhow::Result<
 }
 
 async fn setup(realm: &str) -> anyhow::Result<Value> {
-    let kc = admin(RequestMetrics::default())?;
+    let kc = admin(RequestMetrics::default(), Duration::from_secs(60))?;
     let body = json!({"realm": realm, "enabled": true, "roles": {"realm": [{"name": REALM_ROLE}]}});
     match kc.post(&[], &body, "realm").await {
         Ok(_) => {}
@@ -157,7 +157,7 @@ async fn setup(realm: &str) -> anyhow::Result<Value> {
 }
 
 async fn teardown(realm: &str) -> anyhow::Result<Value> {
-    let kc = admin(RequestMetrics::default())?;
+    let kc = admin(RequestMetrics::default(), Duration::from_secs(600))?;
     match kc.delete(&[realm], None, "realm").await {
         Err(e) if !e.is_not_found() => return Err(e.into()),
         _ => {}
@@ -166,7 +166,7 @@ async fn teardown(realm: &str) -> anyhow::Result<Value> {
 }
 
 async fn versions() -> anyhow::Result<Value> {
-    let kc = admin(RequestMetrics::default())?;
+    let kc = admin(RequestMetrics::default(), Duration::from_secs(60))?;
     let keycloak = kc.server_version().await?;
     let kube = Client::try_default().await?.apiserver_version().await?;
     Ok(json!({"keycloak": keycloak, "kube_apiserver": kube.git_version}))
@@ -377,7 +377,7 @@ async fn baseline(set: &ClientSet, realm: &str, kubernetes: bool) -> anyhow::Res
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = RequestMetrics::default();
     metrics.register(&mut registry);
-    let kc = admin(metrics)?;
+    let kc = admin(metrics, Duration::from_secs(60))?;
     let role = kc.get(&[realm, "roles", REALM_ROLE], &[], "role").await?;
     let kube = if kubernetes {
         let client = Client::try_default().await?;

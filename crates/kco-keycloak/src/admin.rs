@@ -285,6 +285,8 @@ impl KeycloakAdmin {
     /// Create a client; returns its internal id.
     pub async fn create_client(&self, realm: &str, rep: &Value) -> Result<String, Error> {
         let r = self.post(&[realm, "clients"], rep, "client").await?;
+        #[cfg(feature = "fault-injection")]
+        lose_create_response()?;
         r.created_id.ok_or_else(|| Error::new(ErrorKind::Protocol, "create client", "no Location header in the answer"))
     }
 
@@ -373,6 +375,20 @@ fn transport(what: String, e: &reqwest::Error) -> Error {
 /// Whether `segment` stays one path segment of its own (see `KeycloakAdmin::url`).
 pub fn is_plain_segment(segment: &str) -> bool {
     !matches!(segment, "" | "." | "..") && !segment.chars().any(char::is_control)
+}
+
+/// Test hook: Keycloak created the client, but its answer is lost on the way back (the first
+/// `KCO_FAULT_LOSE_CREATE_RESPONSES` times), so the caller must find its own client on retry.
+#[cfg(feature = "fault-injection")]
+fn lose_create_response() -> Result<(), Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LOST: AtomicU64 = AtomicU64::new(0);
+    let limit = std::env::var("KCO_FAULT_LOSE_CREATE_RESPONSES").ok().and_then(|v| v.parse::<u64>().ok());
+    if limit.is_some_and(|n| LOST.fetch_add(1, Ordering::SeqCst) < n) {
+        tracing::warn!("KCO_FAULT_LOSE_CREATE_RESPONSES: losing the answer to a client creation Keycloak accepted");
+        return Err(Error::new(ErrorKind::Unreachable, "create client", "connection reset (fault injection)"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -144,6 +144,16 @@ impl Env {
     /// In `ns`: the admin Secret, a KeycloakInstance `local` and a KeycloakRealm `realm` for Keycloak
     /// realm `realm_name`, granting `ns`.
     pub async fn keycloak_setup(&self, ns: &str, realm_name: &str) {
+        self.keycloak_setup_via(ns, realm_name, &self.keycloak_url.clone()).await;
+    }
+
+    /// As [`Env::keycloak_setup`], with kco reaching Keycloak's Admin API at `admin_url` (a fault
+    /// proxy); the endpoints consumers get stay the real Keycloak's.
+    pub async fn keycloak_setup_via(&self, ns: &str, realm_name: &str, admin_url: &str) {
+        let mut spec = json!({"url": admin_url, "adminSecretRef": {"name": "keycloak-admin"}});
+        if admin_url != self.keycloak_url {
+            spec["publicUrl"] = json!(self.keycloak_url);
+        }
         self.apply(
             ns,
             json!({
@@ -156,7 +166,7 @@ impl Env {
             ns,
             json!({
                 "apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "local"},
-                "spec": {"url": self.keycloak_url, "adminSecretRef": {"name": "keycloak-admin"}}
+                "spec": spec
             }),
         )
         .await;
@@ -256,6 +266,121 @@ impl Env {
     }
 }
 
+/// The realm role and client role every [`audited_client`] asks for.
+pub const AUDIT_REALM_ROLE: &str = "reader";
+pub const AUDIT_CLIENT_ROLE: &str = "orders:read";
+
+impl Env {
+    /// Create Keycloak realm `realm` with admin events on (before kco sees it), the realm role
+    /// [`AUDIT_REALM_ROLE`] and the audience client `orders-api`: the events are Keycloak's own
+    /// record of every change kco makes.
+    pub async fn audited_realm(&self, realm: &str) {
+        let token = self.keycloak_admin_token().await;
+        let body = json!({"realm": realm, "enabled": true, "adminEventsEnabled": true,
+            "roles": {"realm": [{"name": AUDIT_REALM_ROLE}]},
+            "clients": [{"clientId": "orders-api", "bearerOnly": true}]});
+        let resp = self
+            .http
+            .post(format!("{}/admin/realms", self.keycloak_url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "create realm {realm}: {}", resp.status());
+    }
+
+    /// Keycloak's admin events of `realm` as (operation, resource type, resource path).
+    pub async fn admin_events(&self, realm: &str) -> Vec<(String, String, String)> {
+        let v = self.keycloak_get(&format!("{realm}/admin-events?max=1000000")).await.unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (f("operationType"), f("resourceType"), f("resourcePath"))
+            })
+            .collect()
+    }
+
+    /// Nothing lost, duplicated, orphaned or changed twice, object by object, after a fault test:
+    /// every KeycloakClient `names[i]` in `ns` (made by [`audited_client`]) is Ready; Keycloak holds
+    /// exactly one client of that clientId, the one status names, owned by that object, with its
+    /// client role and its service account's realm role; the managed Secret holds Keycloak's current
+    /// secret; Keycloak's admin events show each client created once and no secret ever
+    /// regenerated; the realm holds no other client with `prefix`. Panics naming the first object
+    /// that breaks a rule.
+    pub async fn audit(&self, ns: &str, realm: &str, prefix: &str, names: &[String]) {
+        let events = self.admin_events(realm).await;
+        let creates: Vec<&str> = events
+            .iter()
+            .filter(|(op, ty, path)| op == "CREATE" && ty == "CLIENT" && path.matches('/').count() == 1)
+            .map(|(_, _, path)| path.trim_start_matches("clients/"))
+            .collect();
+        let regenerated: Vec<&String> = events
+            .iter()
+            .filter(|(op, _, path)| op == "ACTION" && path.ends_with("/client-secret"))
+            .map(|e| &e.2)
+            .collect();
+        assert!(regenerated.is_empty(), "secrets regenerated (nobody asked): {regenerated:?}");
+        let deleted: Vec<&String> =
+            events.iter().filter(|(op, ty, _)| op == "DELETE" && ty == "CLIENT").map(|e| &e.2).collect();
+        assert!(deleted.is_empty(), "clients deleted during the run: {deleted:?}");
+        let mut ids = Vec::new();
+        for name in names {
+            let st = self.client_status(ns, name).await;
+            assert_eq!(st["phase"], "Ready", "{ns}/{name} is not Ready: {st}");
+            let id = st["internalId"].as_str().unwrap_or_else(|| panic!("{ns}/{name}: no internalId")).to_string();
+            let found = self.keycloak_get(&format!("{realm}/clients?clientId={name}")).await.unwrap();
+            let found = found.as_array().unwrap();
+            assert_eq!(found.len(), 1, "{ns}/{name}: Keycloak holds {} clients of that clientId", found.len());
+            assert_eq!(found[0]["id"], id.as_str(), "{ns}/{name}: status names another client than Keycloak's");
+            let owner = found[0]["attributes"]["kco.dev/owner"].as_str().unwrap_or_default();
+            assert!(owner.starts_with(&format!("{ns}/{name}/")), "{ns}/{name}: client owned by {owner:?}");
+            assert_eq!(creates.iter().filter(|c| **c == id).count(), 1, "{ns}/{name}: created {id} not exactly once");
+            let roles = self.keycloak_get(&format!("{realm}/clients/{id}/roles")).await.unwrap();
+            assert!(
+                roles.as_array().unwrap().iter().any(|r| r["name"] == AUDIT_CLIENT_ROLE),
+                "{ns}/{name} is Ready but its client role {AUDIT_CLIENT_ROLE} is missing: {roles}"
+            );
+            let user = self.keycloak_get(&format!("{realm}/clients/{id}/service-account-user")).await.unwrap();
+            let uid = user["id"].as_str().unwrap();
+            let granted = self.keycloak_get(&format!("{realm}/users/{uid}/role-mappings/realm")).await.unwrap();
+            assert!(
+                granted.as_array().unwrap().iter().any(|r| r["name"] == AUDIT_REALM_ROLE),
+                "{ns}/{name} is Ready but its service account lacks realm role {AUDIT_REALM_ROLE}: {granted}"
+            );
+            let secret = self.keycloak_get(&format!("{realm}/clients/{id}/client-secret")).await.unwrap();
+            let data = self.secret_data(ns, &format!("{name}-credentials")).await;
+            let data = data.unwrap_or_else(|| panic!("{ns}/{name}: no managed Secret"));
+            assert_eq!(
+                data.get("client-secret").map(String::as_str),
+                secret["value"].as_str(),
+                "{ns}/{name}: the managed Secret does not hold Keycloak's current secret"
+            );
+            ids.push(id);
+        }
+        assert_eq!(creates.len(), names.len(), "client CREATE events in {realm}: {creates:?}");
+        let all = self.keycloak_get(&format!("{realm}/clients?first=0&max=100000")).await.unwrap();
+        let ours =
+            all.as_array().unwrap().iter().filter(|c| c["clientId"].as_str().is_some_and(|c| c.starts_with(prefix)));
+        assert_eq!(ours.count(), names.len(), "clients in {realm} with prefix {prefix}: orphans or duplicates");
+    }
+}
+
+/// A KeycloakClient `name` whose end state [`Env::audit`] checks: confidential with a service
+/// account, one client role, one realm role granted to the service account, one audience.
+pub fn audited_client(name: &str) -> Value {
+    client(
+        name,
+        confidential(
+            name,
+            json!({"clientRoles": [AUDIT_CLIENT_ROLE], "serviceAccountRoles": {"realmRoles": [AUDIT_REALM_ROLE]},
+                   "audiences": ["orders-api"]}),
+        ),
+    )
+}
+
 /// A KeycloakClient manifest named `name` with `spec`.
 pub fn client(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": {"name": name}, "spec": spec})
@@ -340,12 +465,7 @@ impl Operator {
     /// As [`Operator::start`], with extra environment variables.
     pub async fn start_with_env(bin: &str, ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Operator {
         let op = Self::launch(bin, ns, args, envs);
-        let ready = op.metrics_url.replace("/metrics", "/readyz");
-        wait_for("operator /readyz", Duration::from_secs(30), || async {
-            let r = op.http.get(&ready).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
+        op.wait_ready().await;
         op
     }
 
@@ -356,16 +476,39 @@ impl Operator {
         Some(self.http.get(&url).send().await.ok()?.status().as_u16())
     }
 
+    /// Start the operator for every namespace (`args` should narrow it, e.g. with `--selector`, so
+    /// it leaves other tests' objects alone); waits until /readyz answers.
+    pub async fn start_all_namespaces(bin: &str, args: &[&str]) -> Operator {
+        let op = Self::spawn(bin, "all", &[], args, &[]);
+        op.wait_ready().await;
+        op
+    }
+
     /// Start the operator without waiting for anything.
     pub fn launch(bin: &str, ns: &str, args: &[&str], envs: &[(&str, &str)]) -> Operator {
+        Self::spawn(bin, ns, &["--namespace", ns], args, envs)
+    }
+
+    async fn wait_ready(&self) {
+        let ready = self.metrics_url.replace("/metrics", "/readyz");
+        wait_for("operator /readyz", Duration::from_secs(30), || async {
+            let r = self.http.get(&ready).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    fn spawn(bin: &str, log_name: &str, scope: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.testenv/logs/operator");
         std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join(format!("{ns}-{}.log", unique()));
+        let log = dir.join(format!("{log_name}-{}.log", unique()));
         let file = std::fs::File::create(&log).unwrap();
         let addr = format!("127.0.0.1:{port}");
         let child = tokio::process::Command::new(bin)
-            .args(["run", "--namespace", ns, "--metrics-addr", &addr])
+            .arg("run")
+            .args(scope)
+            .args(["--metrics-addr", &addr])
             .args(args)
             .env("RUST_LOG", std::env::var("KCO_TEST_LOG").unwrap_or_else(|_| "info,kco=debug".into()))
             .envs(envs.iter().copied())
@@ -433,56 +576,75 @@ impl Operator {
     }
 }
 
-/// A TCP forwarder on 127.0.0.1 in front of the real Keycloak, so a test can make Keycloak
-/// unreachable for the operator (port closed, open connections cut) and reachable again, without
-/// stopping the Keycloak that other tests share.
-pub struct TcpProxy {
-    pub port: u16,
-    target: String,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// A Toxiproxy proxy (from `dev/testenv`) in front of the real Keycloak: a test points its
+/// KeycloakInstance at [`Toxiproxy::url`] and adds faults (latency, resets, cut responses) or makes
+/// Keycloak unreachable, without touching the Keycloak other tests share. Each test has its own
+/// proxy on a fresh loopback port; it is deleted when dropped.
+pub struct Toxiproxy {
+    api: String,
+    pub name: String,
+    /// `host:port` the proxy listens on.
+    pub listen: String,
+    http: reqwest::Client,
 }
 
-impl TcpProxy {
-    /// Forward a fresh loopback port to `target` (`host:port`).
-    pub async fn start(target: &str) -> TcpProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut p = TcpProxy { port, target: target.to_string(), task: None };
-        p.serve(listener);
-        p
+impl Toxiproxy {
+    /// A new proxy to `env`'s Keycloak.
+    pub async fn keycloak(env: &Env) -> Toxiproxy {
+        let api = required("TOXIPROXY_URL").trim_end_matches('/').to_string();
+        let upstream = env.keycloak_url.trim_start_matches("http://").to_string();
+        let name = format!("kco-{}", unique());
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let body = json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true});
+        let resp = http
+            .post(format!("{api}/proxies"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("toxiproxy at {api} does not answer ({e}); is `dev/testenv up` running?"));
+        assert!(resp.status().is_success(), "toxiproxy refused proxy {name}: {}", resp.text().await.unwrap());
+        let created: Value = resp.json().await.unwrap();
+        let listen = created["listen"].as_str().unwrap().to_string();
+        Toxiproxy { api, name, listen, http }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.listen)
     }
 
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let target = self.target.clone();
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                conns.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
+    /// Add a toxic (`{"name", "type", "stream", "toxicity", "attributes"}`, as Toxiproxy's API takes it).
+    pub async fn add(&self, toxic: Value) {
+        let url = format!("{}/proxies/{}/toxics", self.api, self.name);
+        let resp = self.http.post(url).json(&toxic).send().await.unwrap();
+        assert!(resp.status().is_success(), "toxiproxy refused toxic {toxic}: {}", resp.text().await.unwrap());
     }
 
-    /// Close the port and cut every open connection: Keycloak is unreachable through the proxy.
-    pub async fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
+    /// Remove the toxic named `name`.
+    pub async fn remove(&self, name: &str) {
+        let url = format!("{}/proxies/{}/toxics/{name}", self.api, self.name);
+        let resp = self.http.delete(url).send().await.unwrap();
+        assert!(resp.status().is_success(), "toxiproxy did not remove toxic {name}");
+    }
+
+    /// Close the port and cut every open connection (`false`): Keycloak is unreachable through the
+    /// proxy; `true` listens again on the same port.
+    pub async fn set_enabled(&self, enabled: bool) {
+        let url = format!("{}/proxies/{}", self.api, self.name);
+        let resp = self.http.post(url).json(&json!({"enabled": enabled})).send().await.unwrap();
+        assert!(resp.status().is_success(), "toxiproxy did not set enabled={enabled}");
+    }
+}
+
+impl Drop for Toxiproxy {
+    fn drop(&mut self) {
+        // Best effort, without a runtime: a plain HTTP DELETE on the API's socket.
+        use std::io::Write;
+        let host = self.api.trim_start_matches("http://").to_string();
+        if let Ok(mut s) = std::net::TcpStream::connect(&host) {
+            let req = format!("DELETE /proxies/{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n", self.name);
+            let _ = s.write_all(req.as_bytes());
+            let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
         }
-    }
-
-    /// Listen again on the same port.
-    pub async fn resume(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.serve(listener);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kco_testing::{Env, Operator, TcpProxy, TlsProxy, client, event_notes, wait_for};
+use kco_testing::{Env, Operator, TlsProxy, Toxiproxy, client, event_notes, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -303,8 +303,7 @@ async fn deletion_waits_for_an_unreachable_keycloak() {
     let env = Env::connect().await;
     let ns = env.namespace("down").await;
     env.keycloak_setup(&ns, &ns).await;
-    let target = env.keycloak_url.trim_start_matches("http://").to_string();
-    let mut proxy = TcpProxy::start(&target).await;
+    let proxy = Toxiproxy::keycloak(&env).await;
     env.apply(
         &ns,
         json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance", "metadata": {"name": "local"},
@@ -323,7 +322,7 @@ async fn deletion_waits_for_an_unreachable_keycloak() {
             + op.counter("kco_keycloak_requests", &[("method", "DELETE"), ("kind", "client")]).await
             + op.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "token")]).await
     };
-    proxy.stop().await;
+    proxy.set_enabled(false).await;
     let errors_before = op.counter("kco_reconciliations", &[("result", "error")]).await;
     let attempts_before = attempts().await;
     env.delete(&ns, client("svc", json!({}))).await;
@@ -345,7 +344,7 @@ async fn deletion_waits_for_an_unreachable_keycloak() {
     );
     assert!(env.keycloak_get(&path).await.is_some(), "client must still exist: nothing was deleted yet");
 
-    proxy.resume().await;
+    proxy.set_enabled(true).await;
     wait_for("deletion completes once Keycloak is back", Duration::from_secs(60), || async {
         env.get(&ns, "kco.dev/v1", "KeycloakClient", "svc").await.is_none().then_some(())
     })

@@ -289,6 +289,8 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
 async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -> Result<Converged, ReconcileError> {
     check_spec(kc)?;
     let target = resolve(ctx, kc, facts).await?;
+    // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
+    let _turn = ctx.gates.enter(target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
     let existing = match find_existing(kc, &target).await {
         Err(e) if e.kind == ErrorKind::NotFound => {
             ensure_realm(ctx, &target.admin, &target.realm).await?;
@@ -585,6 +587,7 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, Reconcile
         return Ok(Action::await_change());
     };
     let realm_name = &realm_name;
+    let _turn = ctx.gates.enter(admin.base_url(), &ns).await;
     let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
     let found = match admin.find_client(realm_name, &kc.spec.client_id).await {
         Ok(found) => found,

@@ -64,6 +64,8 @@ pub struct Context {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// The one namespace this operator watches; `None`: all of them.
     pub watched_namespace: Option<String>,
+    /// How many reconciles may talk to one Keycloak instance at once, served fairly by namespace.
+    pub gates: super::gate::Gates,
     /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
     realm_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -74,6 +76,7 @@ impl Context {
         resync: Duration,
         watched_namespace: Option<String>,
         stores: Stores,
+        per_instance: usize,
         registry: &mut Registry,
     ) -> Self {
         let keycloak_metrics = RequestMetrics::default();
@@ -99,6 +102,7 @@ impl Context {
             reconciles,
             admins: Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
+            gates: super::gate::Gates::new(per_instance),
             realm_locks: std::sync::Mutex::new(HashMap::new()),
             clients: std::sync::OnceLock::new(),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),

@@ -4,6 +4,7 @@
 mod client;
 mod context;
 mod credentials;
+mod gate;
 mod guarded;
 mod instance;
 mod leader;
@@ -47,9 +48,15 @@ pub struct RunArgs {
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
-    /// Most KeycloakClients reconciled at once (0: no limit).
-    #[arg(long, env = "KCO_CONCURRENCY", default_value_t = 0)]
+    /// Most KeycloakClient reconciles talking to one Keycloak instance at once (0: no limit). When
+    /// more are waiting, the next slot goes to the next namespace in turn, so one namespace applying
+    /// thousands of clients cannot starve another.
+    #[arg(long, env = "KCO_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// Only KeycloakClients whose labels match this selector (e.g. `kco.dev/shard=a`), so operators
+    /// can split the clients between them. Realms, instances and Secrets are watched whole.
+    #[arg(long, env = "KCO_SELECTOR")]
+    pub selector: Option<String>,
     #[command(flatten)]
     pub leader: leader::LeaderArgs,
 }
@@ -64,7 +71,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (instances, instance_writer) = reflector::store::<KeycloakInstance>();
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let stores = Stores { realms: realms.clone(), instances: instances.clone(), secrets };
-    let ctx = Arc::new(Context::new(client.clone(), args.resync, args.namespace.clone(), stores, &mut registry));
+    let per_instance = usize::from(args.concurrency);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        args.resync,
+        args.namespace.clone(),
+        stores,
+        per_instance,
+        &mut registry,
+    ));
     let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
@@ -135,8 +150,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let controller = synced_controller(scoped::<GuardedClient>(&client, ns), synced)
-        .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency));
+    // No limit here: the per-instance gates (`Context::gates`) bound the Keycloak work, fairly by
+    // namespace; a limit at this level would serve the queue first come, first served.
+    let mut watch = watcher::Config::default();
+    if let Some(selector) = &args.selector {
+        watch = watch.labels(selector);
+    }
+    let controller = synced_controller(scoped::<GuardedClient>(&client, ns), watch, synced);
     let store = controller.store();
     let _ = ctx.clients.set(store.clone());
     let secret_store = store.clone();
@@ -266,15 +286,12 @@ impl Synced {
 
 /// A Controller over `api` whose watch also reports to `synced` when its initial list is complete.
 /// (kube's `Store::wait_until_ready` wakes only one waiter, and the Controller is already one.)
-fn synced_controller<K>(api: Api<K>, synced: Synced) -> Controller<K>
+fn synced_controller<K>(api: Api<K>, config: watcher::Config, synced: Synced) -> Controller<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = synced
-        .track(watcher(api, watcher::Config::default()).default_backoff(), false)
-        .reflect(writer)
-        .applied_objects();
+    let stream = synced.track(watcher(api, config).default_backoff(), false).reflect(writer).applied_objects();
     Controller::for_stream(stream, reader)
 }
 
@@ -365,10 +382,19 @@ async fn check_crds_installed(client: &Client, namespace: Option<&str>) -> anyho
     Ok(())
 }
 
-/// Requeue delay after `failures` consecutive failures: 2s, 4s, … capped at 5 minutes.
+/// Requeue delay after `failures` consecutive failures: 2s, 4s, … capped at 5 minutes, each spread
+/// by up to ±20 % so that objects which failed together (Keycloak down) do not retry together.
 pub fn backoff(failures: u32) -> Action {
-    let secs = 2u64.saturating_pow(failures.clamp(1, 9)).min(300);
-    Action::requeue(Duration::from_secs(secs))
+    Action::requeue(jittered(backoff_base(failures), fastrand::f64()))
+}
+
+fn backoff_base(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.clamp(1, 9)).min(300))
+}
+
+/// `d` scaled by a factor in [0.8, 1.2), picked by `r` in [0, 1).
+fn jittered(d: Duration, r: f64) -> Duration {
+    d.mul_f64(0.8 + 0.4 * r.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -388,8 +414,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1), Action::requeue(Duration::from_secs(2)));
-        assert_eq!(backoff(3), Action::requeue(Duration::from_secs(8)));
-        assert_eq!(backoff(30), Action::requeue(Duration::from_secs(300)));
+        assert_eq!(backoff_base(1), Duration::from_secs(2));
+        assert_eq!(backoff_base(3), Duration::from_secs(8));
+        assert_eq!(backoff_base(30), Duration::from_secs(300));
+        assert_eq!(jittered(Duration::from_secs(10), 0.0), Duration::from_secs(8));
+        assert_eq!(jittered(Duration::from_secs(10), 0.5), Duration::from_secs(10));
+        assert!(jittered(Duration::from_secs(10), 0.999) < Duration::from_secs(12));
+        // Two objects failing together are spread apart (with overwhelming probability over 20 draws).
+        let delays: std::collections::BTreeSet<String> = (0..20).map(|_| format!("{:?}", backoff(5))).collect();
+        assert!(delays.len() > 1, "no jitter: {delays:?}");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kco_api::KeycloakClientSpec;
+use kco_api::{ClientSettings, KeycloakClientSpec};
 use serde_json::{Map, Value, json};
 
 use crate::OWNER_ATTRIBUTE;
@@ -247,23 +247,17 @@ pub fn grace_rule(rotation: &kco_api::SecretRotation) -> Option<String> {
 
 /// The Keycloak client attributes that typed spec fields manage: (attribute, spec field, the value the
 /// spec asks for — `None` when the field is unmanaged). The one table for building the client and for
-/// refusing the same attribute in `spec.attributes`; a new attribute-backed setting is one row here.
+/// refusing the same attribute in `spec.attributes`; a new attribute-backed setting is one row here
+/// (one in [`seconds_settings`] when it is a number of seconds).
 ///
 /// Scalar settings are always managed: an omitted one is the empty value, which Keycloak reads as
 /// "not set on the client" (the realm's lifespan applies, no PKCE), so removing a setting from the spec
 /// restores Keycloak's default. Only the list `postLogoutRedirectUris` is unmanaged when omitted.
-pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static str, Option<String>); 8] {
+pub fn typed_attributes(spec: &KeycloakClientSpec) -> Vec<(&'static str, &'static str, Option<String>)> {
     let s = &spec.settings;
-    let secs = |v: Option<i64>| Some(v.map(|v| v.to_string()).unwrap_or_default());
-    [
+    let mut rows = vec![
         ("display.on.consent.screen", "settings.displayOnConsentScreen", Some(s.display_on_consent_screen.to_string())),
         ("include.in.token.scope", "settings.includeInTokenScope", Some(s.include_in_token_scope.to_string())),
-        ("access.token.lifespan", "settings.accessTokenLifespan", secs(s.access_token_lifespan)),
-        ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", secs(s.client_session_idle_timeout)),
-        ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", secs(s.client_session_max_lifespan)),
-        // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
-        // timeout is the client-level knob that bounds how long a refresh token stays usable.
-        ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", secs(s.refresh_token_lifespan)),
         (
             "pkce.code.challenge.method",
             "settings.pkceCodeChallengeMethod",
@@ -274,5 +268,21 @@ pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static s
             "postLogoutRedirectUris",
             spec.post_logout_redirect_uris.as_ref().map(|u| u.join("##")),
         ),
+    ];
+    let secs = |v: Option<i64>| Some(v.map(|v| v.to_string()).unwrap_or_default());
+    rows.extend(seconds_settings(s).into_iter().map(|(attribute, field, v)| (attribute, field, secs(v))));
+    rows
+}
+
+/// The settings that are a number of seconds, as (attribute, spec field, value): rows of
+/// [`typed_attributes`], and the fields `validate` checks the range of (0 to `i32::MAX`).
+pub fn seconds_settings(s: &ClientSettings) -> [(&'static str, &'static str, Option<i64>); 4] {
+    [
+        ("access.token.lifespan", "settings.accessTokenLifespan", s.access_token_lifespan),
+        // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
+        // timeout is the client-level knob that bounds how long a refresh token stays usable.
+        ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", s.refresh_token_lifespan),
+        ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", s.client_session_idle_timeout),
+        ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", s.client_session_max_lifespan),
     ]
 }

@@ -260,13 +260,7 @@ fn protocol_mapper(spec: &KeycloakClientSpec, at: &str, m: &ProtocolMapper, e: &
 }
 
 fn settings(spec: &KeycloakClientSpec, e: &mut Errors) {
-    let s = &spec.settings;
-    for (field, v) in [
-        ("settings.accessTokenLifespan", s.access_token_lifespan),
-        ("settings.refreshTokenLifespan", s.refresh_token_lifespan),
-        ("settings.clientSessionIdleTimeout", s.client_session_idle_timeout),
-        ("settings.clientSessionMaxLifespan", s.client_session_max_lifespan),
-    ] {
+    for (_, field, v) in crate::desired::seconds_settings(&spec.settings) {
         match v {
             Some(n) if n < 0 => {
                 e.push(field, format!("{n} is negative; give seconds (>= 0), or omit it for the realm's value"))

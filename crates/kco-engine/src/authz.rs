@@ -244,12 +244,18 @@ impl DesiredAuthz {
     }
 }
 
-fn desired_scope(field: String, s: &AuthzScope) -> DesiredObject {
+/// The start of a scope's or resource's representation: its name and, when set, its display name.
+fn named(name: &str, display_name: &Option<String>) -> Map<String, Value> {
     let mut rep = Map::new();
-    rep.insert("name".into(), json!(s.name));
-    if let Some(d) = &s.display_name {
+    rep.insert("name".into(), json!(name));
+    if let Some(d) = display_name {
         rep.insert("displayName".into(), json!(d));
     }
+    rep
+}
+
+fn desired_scope(field: String, s: &AuthzScope) -> DesiredObject {
+    let mut rep = named(&s.name, &s.display_name);
     if let Some(u) = &s.icon_uri {
         rep.insert("iconUri".into(), json!(u));
     }
@@ -257,11 +263,7 @@ fn desired_scope(field: String, s: &AuthzScope) -> DesiredObject {
 }
 
 fn desired_resource(field: String, r: &AuthzResource) -> DesiredObject {
-    let mut rep = Map::new();
-    rep.insert("name".into(), json!(r.name));
-    if let Some(d) = &r.display_name {
-        rep.insert("displayName".into(), json!(d));
-    }
+    let mut rep = named(&r.name, &r.display_name);
     if let Some(t) = &r.type_ {
         rep.insert("type".into(), json!(t));
     }

@@ -708,14 +708,7 @@ impl AuthzPlan {
     }
 
     pub fn changed_fields(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for op in &self.operations {
-            let f = op.field().to_string();
-            if !out.contains(&f) {
-                out.push(f);
-            }
-        }
-        out
+        crate::plan::distinct(self.operations.iter().map(|op| op.field().to_string()))
     }
 }
 

@@ -490,16 +490,8 @@ async fn publish_secrets(
     let mut written = Vec::new();
     let own_ns = kc.namespace().unwrap_or_default();
     if kc.spec.manage_secret {
-        let secret_name = kc.secret_name();
-        let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
-        let out = OutputSecret {
-            name: &secret_name,
-            namespace: &own_ns,
-            field: "spec.secretName".into(),
-            labels: meta.labels,
-            annotations: meta.annotations,
-        };
-        if ensure_secret(ctx, kc, &out, &render_credentials(credentials)).await? {
+        let (secret_name, wrote) = publish_managed_secret(ctx, kc, &own_ns, credentials).await?;
+        if wrote {
             written.push(secret_name.clone());
         }
         facts.secret = Some(secret_name);
@@ -543,6 +535,26 @@ async fn publish_secrets(
         return Err(ReconcileError::blocked("CredentialsNotAccepted", refused.join("; ")));
     }
     Ok(written)
+}
+
+/// The managed Secret (`spec.secretName`, in the object's namespace): its name and whether kco wrote it.
+async fn publish_managed_secret(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    own_ns: &str,
+    credentials: &Credentials,
+) -> Result<(String, bool), ReconcileError> {
+    let secret_name = kc.secret_name();
+    let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
+    let out = OutputSecret {
+        name: &secret_name,
+        namespace: own_ns,
+        field: "spec.secretName".into(),
+        labels: meta.labels,
+        annotations: meta.annotations,
+    };
+    let wrote = ensure_secret(ctx, kc, &out, &render_credentials(credentials)).await?;
+    Ok((secret_name, wrote))
 }
 
 /// What a successful converge leaves for the caller: an Event to publish, and how soon the next

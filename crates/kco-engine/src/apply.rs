@@ -221,23 +221,7 @@ async fn refuse_admin_composites(
                 ),
             ));
         }
-        let name = str_field(&role, "name");
-        let admin = if role.get("clientRole").and_then(Value::as_bool) == Some(true) {
-            let container = str_field(&role, "containerId").to_string();
-            let client_id = match client_ids.get(&container) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = kc.get_client(realm, &container).await?;
-                    let c = c.as_ref().map(|c| str_field(c, "clientId").to_string()).unwrap_or_default();
-                    client_ids.insert(container, c.clone());
-                    c
-                }
-            };
-            guard::is_admin_client_role(&client_id, name).then(|| format!("{client_id}/{name}"))
-        } else {
-            guard::is_admin_realm_role(name).then(|| name.to_string())
-        };
-        if let Some(admin) = admin {
+        if let Some(admin) = admin_role(kc, realm, &role, &mut client_ids).await? {
             return Err(EngineError::spec(
                 guard::NOT_ALLOWED,
                 field,
@@ -254,6 +238,31 @@ async fn refuse_admin_composites(
         }
     }
     Ok(())
+}
+
+/// The realm administration role `role` is (`clientId/role` for a client role), if it is one.
+/// `client_ids`: the clientId of each role container looked up so far, by container id.
+async fn admin_role(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    role: &Value,
+    client_ids: &mut BTreeMap<String, String>,
+) -> Result<Option<String>, Error> {
+    let name = str_field(role, "name");
+    if role.get("clientRole").and_then(Value::as_bool) != Some(true) {
+        return Ok(guard::is_admin_realm_role(name).then(|| name.to_string()));
+    }
+    let container = str_field(role, "containerId").to_string();
+    let client_id = match client_ids.get(&container) {
+        Some(c) => c.clone(),
+        None => {
+            let c = kc.get_client(realm, &container).await?;
+            let c = c.as_ref().map(|c| str_field(c, "clientId").to_string()).unwrap_or_default();
+            client_ids.insert(container, c.clone());
+            c
+        }
+    };
+    Ok(guard::is_admin_client_role(&client_id, name).then(|| format!("{client_id}/{name}")))
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {

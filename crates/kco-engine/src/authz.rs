@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kco_api::{
-    AuthorizationSettings, AuthzPolicies, DecisionStrategy, KeycloakClientSpec, Logic, PolicyEnforcementMode,
+    AggregatePolicy, AuthorizationSettings, AuthzPermissions, AuthzPolicies, AuthzResource, AuthzScope, ClientPolicy,
+    DecisionStrategy, GroupPolicy, JavaScriptPolicy, KeycloakClientSpec, Logic, PolicyEnforcementMode, RegexPolicy,
+    ResourcePermission, RolePolicy, ScopePermission, TimePolicy, UserPolicy,
 };
 use kco_keycloak::{Error, KeycloakAdmin};
 
@@ -191,6 +193,28 @@ fn policy_rep(
     Value::Object(rep)
 }
 
+impl DesiredObject {
+    /// An object that names neither realm objects nor other authorization objects (yet).
+    fn new(kind: AuthzKind, name: &str, field: String, representation: Value) -> Self {
+        Self { kind, name: name.to_string(), field, representation, subjects: vec![], refs: vec![] }
+    }
+}
+
+/// `build(field, item)` for each item of the list at `authorizationSettings.{list}`.
+fn indexed<T>(items: &[T], list: &str, build: impl Fn(String, &T) -> DesiredObject) -> Vec<DesiredObject> {
+    items.iter().enumerate().map(|(i, item)| build(format!("{AUTHZ}.{list}[{i}]"), item)).collect()
+}
+
+/// The authorization objects of `kind` an object names in its list `key`.
+fn refs_to(field: &str, key: &str, kind: AuthzKind, names: &[String]) -> Vec<(String, AuthzKind, String)> {
+    names.iter().map(|n| (format!("{field}.{key}"), kind, n.clone())).collect()
+}
+
+/// The realm objects a policy names in its list `key`.
+fn subjects_in(field: &str, key: &str, names: &[String], subject: fn(String) -> Subject) -> Vec<(String, Subject)> {
+    names.iter().map(|n| (format!("{field}.{key}"), subject(n.clone()))).collect()
+}
+
 impl DesiredAuthz {
     /// `None` unless the spec enables Authorization Services and declares `authorizationSettings`.
     pub fn from_spec(spec: &KeycloakClientSpec) -> Option<Self> {
@@ -201,133 +225,17 @@ impl DesiredAuthz {
     }
 
     pub fn from_settings(a: &AuthorizationSettings) -> Self {
-        let settings = json!({
-            "policyEnforcementMode": enforcement(a.policy_enforcement_mode),
-            "decisionStrategy": strategy(a.decision_strategy),
-            "allowRemoteResourceManagement": a.allow_remote_resource_management,
-        });
-        let scopes = a.scopes.as_ref().map(|list| {
-            list.iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let mut rep = Map::new();
-                    rep.insert("name".into(), json!(s.name));
-                    if let Some(d) = &s.display_name {
-                        rep.insert("displayName".into(), json!(d));
-                    }
-                    if let Some(u) = &s.icon_uri {
-                        rep.insert("iconUri".into(), json!(u));
-                    }
-                    DesiredObject {
-                        kind: AuthzKind::Scope,
-                        name: s.name.clone(),
-                        field: format!("{AUTHZ}.scopes[{i}]"),
-                        representation: Value::Object(rep),
-                        subjects: vec![],
-                        refs: vec![],
-                    }
-                })
-                .collect()
-        });
-        let resources = a.resources.as_ref().map(|list| {
-            list.iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let field = format!("{AUTHZ}.resources[{i}]");
-                    let mut rep = Map::new();
-                    rep.insert("name".into(), json!(r.name));
-                    if let Some(d) = &r.display_name {
-                        rep.insert("displayName".into(), json!(d));
-                    }
-                    if let Some(t) = &r.type_ {
-                        rep.insert("type".into(), json!(t));
-                    }
-                    rep.insert("uris".into(), json!(r.uris));
-                    let scopes: Vec<Value> = r.scopes.iter().map(|s| json!({ "name": s })).collect();
-                    rep.insert("scopes".into(), Value::Array(scopes));
-                    rep.insert("ownerManagedAccess".into(), json!(r.owner_managed_access));
-                    rep.insert("attributes".into(), json!(r.attributes));
-                    let refs =
-                        r.scopes.iter().map(|s| (format!("{field}.scopes"), AuthzKind::Scope, s.clone())).collect();
-                    DesiredObject {
-                        kind: AuthzKind::Resource,
-                        name: r.name.clone(),
-                        field,
-                        representation: Value::Object(rep),
-                        subjects: vec![],
-                        refs,
-                    }
-                })
-                .collect()
-        });
-        let policies = a.policies.as_ref().map(desired_policies);
-        let permissions = a.permissions.as_ref().map(|p| {
-            let mut out = Vec::new();
-            for (i, rp) in p.resource_permissions.iter().enumerate() {
-                let field = format!("{AUTHZ}.permissions.resourcePermissions[{i}]");
-                let mut config = Map::new();
-                config.insert("resources".into(), json_string(json!(rp.resources)));
-                config.insert("applyPolicies".into(), json_string(json!(rp.policies)));
-                if let Some(t) = &rp.resource_type {
-                    config.insert("defaultResourceType".into(), json!(t));
-                }
-                let mut refs: Vec<_> = rp
-                    .resources
-                    .iter()
-                    .map(|r| (format!("{field}.resources"), AuthzKind::Resource, r.clone()))
-                    .collect();
-                refs.extend(rp.policies.iter().map(|p| (format!("{field}.policies"), AuthzKind::Policy, p.clone())));
-                out.push(DesiredObject {
-                    kind: AuthzKind::Permission,
-                    name: rp.name.clone(),
-                    representation: policy_rep(
-                        &rp.name,
-                        "resource",
-                        &rp.description,
-                        Logic::Positive,
-                        rp.decision_strategy,
-                        config,
-                    ),
-                    field,
-                    subjects: vec![],
-                    refs,
-                });
-            }
-            for (i, sp) in p.scope_permissions.iter().enumerate() {
-                let field = format!("{AUTHZ}.permissions.scopePermissions[{i}]");
-                let mut config = Map::new();
-                config.insert("resources".into(), json_string(json!(sp.resources)));
-                config.insert("scopes".into(), json_string(json!(sp.scopes)));
-                config.insert("applyPolicies".into(), json_string(json!(sp.policies)));
-                if let Some(t) = &sp.resource_type {
-                    config.insert("defaultResourceType".into(), json!(t));
-                }
-                let mut refs: Vec<_> = sp
-                    .resources
-                    .iter()
-                    .map(|r| (format!("{field}.resources"), AuthzKind::Resource, r.clone()))
-                    .collect();
-                refs.extend(sp.scopes.iter().map(|s| (format!("{field}.scopes"), AuthzKind::Scope, s.clone())));
-                refs.extend(sp.policies.iter().map(|p| (format!("{field}.policies"), AuthzKind::Policy, p.clone())));
-                out.push(DesiredObject {
-                    kind: AuthzKind::Permission,
-                    name: sp.name.clone(),
-                    representation: policy_rep(
-                        &sp.name,
-                        "scope",
-                        &sp.description,
-                        Logic::Positive,
-                        sp.decision_strategy,
-                        config,
-                    ),
-                    field,
-                    subjects: vec![],
-                    refs,
-                });
-            }
-            out
-        });
-        Self { settings, scopes, resources, policies, permissions }
+        Self {
+            settings: json!({
+                "policyEnforcementMode": enforcement(a.policy_enforcement_mode),
+                "decisionStrategy": strategy(a.decision_strategy),
+                "allowRemoteResourceManagement": a.allow_remote_resource_management,
+            }),
+            scopes: a.scopes.as_ref().map(|list| indexed(list, "scopes", desired_scope)),
+            resources: a.resources.as_ref().map(|list| indexed(list, "resources", desired_resource)),
+            policies: a.policies.as_ref().map(desired_policies),
+            permissions: a.permissions.as_ref().map(desired_permissions),
+        }
     }
 
     /// Every declared object, in create/update order: scopes, policies, resources, permissions.
@@ -336,109 +244,185 @@ impl DesiredAuthz {
     }
 }
 
+/// The start of a scope's or resource's representation: its name and, when set, its display name.
+fn named(name: &str, display_name: &Option<String>) -> Map<String, Value> {
+    let mut rep = Map::new();
+    rep.insert("name".into(), json!(name));
+    if let Some(d) = display_name {
+        rep.insert("displayName".into(), json!(d));
+    }
+    rep
+}
+
+fn desired_scope(field: String, s: &AuthzScope) -> DesiredObject {
+    let mut rep = named(&s.name, &s.display_name);
+    if let Some(u) = &s.icon_uri {
+        rep.insert("iconUri".into(), json!(u));
+    }
+    DesiredObject::new(AuthzKind::Scope, &s.name, field, Value::Object(rep))
+}
+
+fn desired_resource(field: String, r: &AuthzResource) -> DesiredObject {
+    let mut rep = named(&r.name, &r.display_name);
+    if let Some(t) = &r.type_ {
+        rep.insert("type".into(), json!(t));
+    }
+    rep.insert("uris".into(), json!(r.uris));
+    let scopes: Vec<Value> = r.scopes.iter().map(|s| json!({ "name": s })).collect();
+    rep.insert("scopes".into(), Value::Array(scopes));
+    rep.insert("ownerManagedAccess".into(), json!(r.owner_managed_access));
+    rep.insert("attributes".into(), json!(r.attributes));
+    let refs = refs_to(&field, "scopes", AuthzKind::Scope, &r.scopes);
+    DesiredObject { refs, ..DesiredObject::new(AuthzKind::Resource, &r.name, field, Value::Object(rep)) }
+}
+
+fn desired_permissions(p: &AuthzPermissions) -> Vec<DesiredObject> {
+    let mut out = indexed(&p.resource_permissions, "permissions.resourcePermissions", resource_permission);
+    out.extend(indexed(&p.scope_permissions, "permissions.scopePermissions", scope_permission));
+    out
+}
+
+fn resource_permission(field: String, rp: &ResourcePermission) -> DesiredObject {
+    let lists = (rp.resources.as_slice(), None, rp.policies.as_slice());
+    permission(field, &rp.name, ("resource", &rp.description, rp.decision_strategy), lists, &rp.resource_type)
+}
+
+fn scope_permission(field: String, sp: &ScopePermission) -> DesiredObject {
+    let lists = (sp.resources.as_slice(), Some(sp.scopes.as_slice()), sp.policies.as_slice());
+    permission(field, &sp.name, ("scope", &sp.description, sp.decision_strategy), lists, &sp.resource_type)
+}
+
+/// A permission. `head`: its type, description and decision strategy; `lists`: the resources, the scopes
+/// (scope permissions only) and the policies it names.
+fn permission(
+    field: String,
+    name: &str,
+    head: (&str, &Option<String>, DecisionStrategy),
+    lists: (&[String], Option<&[String]>, &[String]),
+    resource_type: &Option<String>,
+) -> DesiredObject {
+    let ((type_, description, decision_strategy), (resources, scopes, policies)) = (head, lists);
+    let mut config = Map::new();
+    config.insert("resources".into(), json_string(json!(resources)));
+    let mut refs = refs_to(&field, "resources", AuthzKind::Resource, resources);
+    if let Some(scopes) = scopes {
+        config.insert("scopes".into(), json_string(json!(scopes)));
+        refs.extend(refs_to(&field, "scopes", AuthzKind::Scope, scopes));
+    }
+    config.insert("applyPolicies".into(), json_string(json!(policies)));
+    refs.extend(refs_to(&field, "policies", AuthzKind::Policy, policies));
+    if let Some(t) = resource_type {
+        config.insert("defaultResourceType".into(), json!(t));
+    }
+    let rep = policy_rep(name, type_, description, Logic::Positive, decision_strategy, config);
+    DesiredObject { refs, ..DesiredObject::new(AuthzKind::Permission, name, field, rep) }
+}
+
 /// Placeholder type of a JavaScript policy until the deployed script is looked up (`script-…`).
 pub const SCRIPT_TYPE: &str = "script-";
 
+/// Policies in dependency order: each plain type in turn, then the aggregates.
 fn desired_policies(p: &AuthzPolicies) -> Vec<DesiredObject> {
-    let base = format!("{AUTHZ}.policies");
+    let mut out = indexed(&p.role_policies, "policies.rolePolicies", role_policy);
+    out.extend(indexed(&p.user_policies, "policies.userPolicies", user_policy));
+    out.extend(indexed(&p.group_policies, "policies.groupPolicies", group_policy));
+    out.extend(indexed(&p.client_policies, "policies.clientPolicies", client_policy));
+    out.extend(indexed(&p.time_policies, "policies.timePolicies", time_policy));
+    out.extend(indexed(&p.regex_policies, "policies.regexPolicies", regex_policy));
+    out.extend(indexed(&p.javascript_policies, "policies.javascriptPolicies", javascript_policy));
+    let placed = out.iter().map(|o| o.name.clone()).collect();
+    out.extend(aggregates_in_order(&p.aggregate_policies, placed));
+    out
+}
+
+/// A plain (not aggregate) policy: Keycloak keeps their decision strategy at UNANIMOUS.
+fn plain_policy(
+    field: String,
+    name: &str,
+    rep: (&str, &Option<String>, Logic),
+    config: Map<String, Value>,
+) -> DesiredObject {
+    let (type_, description, logic) = rep;
+    let rep = policy_rep(name, type_, description, logic, DecisionStrategy::Unanimous, config);
+    DesiredObject::new(AuthzKind::Policy, name, field, rep)
+}
+
+fn role_policy(field: String, r: &RolePolicy) -> DesiredObject {
+    let roles: Vec<Value> = r.roles.iter().map(|x| json!({"id": x.name, "required": x.required})).collect();
+    let mut config = Map::new();
+    config.insert("roles".into(), json_string(Value::Array(roles)));
+    config.insert("fetchRoles".into(), json!(r.fetch_roles.to_string()));
+    let subjects = r.roles.iter().map(|x| (format!("{field}.roles"), role_subject(&x.name))).collect();
+    DesiredObject { subjects, ..plain_policy(field, &r.name, ("role", &r.description, r.logic), config) }
+}
+
+/// A role policy's role: `clientId/role` is a client role, any other name a realm role.
+fn role_subject(name: &str) -> Subject {
+    match name.split_once('/') {
+        Some((client_id, role)) => Subject::ClientRole { client_id: client_id.to_string(), role: role.to_string() },
+        None => Subject::RealmRole(name.to_string()),
+    }
+}
+
+fn user_policy(field: String, u: &UserPolicy) -> DesiredObject {
+    let config = Map::from_iter([("users".to_string(), json_string(json!(u.users)))]);
+    let subjects = subjects_in(&field, "users", &u.users, Subject::User);
+    DesiredObject { subjects, ..plain_policy(field, &u.name, ("user", &u.description, u.logic), config) }
+}
+
+fn group_policy(field: String, g: &GroupPolicy) -> DesiredObject {
+    let groups: Vec<Value> = g.groups.iter().map(|x| json!({"path": x, "extendChildren": false})).collect();
+    let mut config = Map::new();
+    config.insert("groups".into(), json_string(Value::Array(groups)));
+    config.insert("groupsClaim".into(), json!(g.groups_claim));
+    let subjects = subjects_in(&field, "groups", &g.groups, Subject::Group);
+    DesiredObject { subjects, ..plain_policy(field, &g.name, ("group", &g.description, g.logic), config) }
+}
+
+fn client_policy(field: String, c: &ClientPolicy) -> DesiredObject {
+    let config = Map::from_iter([("clients".to_string(), json_string(json!(c.clients)))]);
+    let subjects = subjects_in(&field, "clients", &c.clients, Subject::Client);
+    DesiredObject { subjects, ..plain_policy(field, &c.name, ("client", &c.description, c.logic), config) }
+}
+
+fn time_policy(field: String, t: &TimePolicy) -> DesiredObject {
+    let n = |v: Option<i32>| v.map(|x| x.to_string());
+    let bounds = [
+        ("nbf", t.not_before.clone()),
+        ("noa", t.not_on_or_after.clone()),
+        ("dayMonth", n(t.day_month)),
+        ("dayMonthEnd", n(t.day_month_end)),
+        ("month", n(t.month)),
+        ("monthEnd", n(t.month_end)),
+        ("year", n(t.year)),
+        ("yearEnd", n(t.year_end)),
+        ("hour", n(t.hour)),
+        ("hourEnd", n(t.hour_end)),
+        ("minute", n(t.minute)),
+        ("minuteEnd", n(t.minute_end)),
+    ];
+    let config = bounds.into_iter().filter_map(|(k, v)| Some((k.to_string(), json!(v?)))).collect();
+    plain_policy(field, &t.name, ("time", &t.description, t.logic), config)
+}
+
+fn regex_policy(field: String, r: &RegexPolicy) -> DesiredObject {
+    let mut config = Map::new();
+    config.insert("targetClaim".into(), json!(r.target_claim));
+    config.insert("pattern".into(), json!(r.pattern));
+    config.insert("targetContextAttributes".into(), json!("false"));
+    plain_policy(field, &r.name, ("regex", &r.description, r.logic), config)
+}
+
+fn javascript_policy(field: String, j: &JavaScriptPolicy) -> DesiredObject {
+    let subjects = vec![(field.clone(), Subject::Script(j.name.clone()))];
+    DesiredObject { subjects, ..plain_policy(field, &j.name, (SCRIPT_TYPE, &j.description, j.logic), Map::new()) }
+}
+
+/// Aggregates after everything they include (validation refuses cycles; a leftover is appended).
+/// `placed`: the names of the policies already in order.
+fn aggregates_in_order(list: &[AggregatePolicy], mut placed: BTreeSet<String>) -> Vec<DesiredObject> {
     let mut out = Vec::new();
-    let pol = |name: &str, field: String, rep: Value, subjects: Vec<(String, Subject)>| DesiredObject {
-        kind: AuthzKind::Policy,
-        name: name.to_string(),
-        field,
-        representation: rep,
-        subjects,
-        refs: vec![],
-    };
-    for (i, r) in p.role_policies.iter().enumerate() {
-        let field = format!("{base}.rolePolicies[{i}]");
-        let roles: Vec<Value> = r.roles.iter().map(|x| json!({"id": x.name, "required": x.required})).collect();
-        let mut config = Map::new();
-        config.insert("roles".into(), json_string(Value::Array(roles)));
-        config.insert("fetchRoles".into(), json!(r.fetch_roles.to_string()));
-        let subjects = r
-            .roles
-            .iter()
-            .map(|x| {
-                let s = match x.name.split_once('/') {
-                    Some((client_id, role)) => {
-                        Subject::ClientRole { client_id: client_id.to_string(), role: role.to_string() }
-                    }
-                    None => Subject::RealmRole(x.name.clone()),
-                };
-                (format!("{field}.roles"), s)
-            })
-            .collect();
-        let rep = policy_rep(&r.name, "role", &r.description, r.logic, DecisionStrategy::Unanimous, config);
-        out.push(pol(&r.name, field, rep, subjects));
-    }
-    for (i, u) in p.user_policies.iter().enumerate() {
-        let field = format!("{base}.userPolicies[{i}]");
-        let mut config = Map::new();
-        config.insert("users".into(), json_string(json!(u.users)));
-        let subjects = u.users.iter().map(|x| (format!("{field}.users"), Subject::User(x.clone()))).collect();
-        let rep = policy_rep(&u.name, "user", &u.description, u.logic, DecisionStrategy::Unanimous, config);
-        out.push(pol(&u.name, field, rep, subjects));
-    }
-    for (i, g) in p.group_policies.iter().enumerate() {
-        let field = format!("{base}.groupPolicies[{i}]");
-        let groups: Vec<Value> = g.groups.iter().map(|x| json!({"path": x, "extendChildren": false})).collect();
-        let mut config = Map::new();
-        config.insert("groups".into(), json_string(Value::Array(groups)));
-        config.insert("groupsClaim".into(), json!(g.groups_claim));
-        let subjects = g.groups.iter().map(|x| (format!("{field}.groups"), Subject::Group(x.clone()))).collect();
-        let rep = policy_rep(&g.name, "group", &g.description, g.logic, DecisionStrategy::Unanimous, config);
-        out.push(pol(&g.name, field, rep, subjects));
-    }
-    for (i, c) in p.client_policies.iter().enumerate() {
-        let field = format!("{base}.clientPolicies[{i}]");
-        let mut config = Map::new();
-        config.insert("clients".into(), json_string(json!(c.clients)));
-        let subjects = c.clients.iter().map(|x| (format!("{field}.clients"), Subject::Client(x.clone()))).collect();
-        let rep = policy_rep(&c.name, "client", &c.description, c.logic, DecisionStrategy::Unanimous, config);
-        out.push(pol(&c.name, field, rep, subjects));
-    }
-    for (i, t) in p.time_policies.iter().enumerate() {
-        let field = format!("{base}.timePolicies[{i}]");
-        let mut config = Map::new();
-        let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                config.insert(k.into(), json!(v));
-            }
-        };
-        put("nbf", t.not_before.clone());
-        put("noa", t.not_on_or_after.clone());
-        let n = |v: Option<i32>| v.map(|x| x.to_string());
-        put("dayMonth", n(t.day_month));
-        put("dayMonthEnd", n(t.day_month_end));
-        put("month", n(t.month));
-        put("monthEnd", n(t.month_end));
-        put("year", n(t.year));
-        put("yearEnd", n(t.year_end));
-        put("hour", n(t.hour));
-        put("hourEnd", n(t.hour_end));
-        put("minute", n(t.minute));
-        put("minuteEnd", n(t.minute_end));
-        let rep = policy_rep(&t.name, "time", &t.description, t.logic, DecisionStrategy::Unanimous, config);
-        out.push(pol(&t.name, field, rep, vec![]));
-    }
-    for (i, r) in p.regex_policies.iter().enumerate() {
-        let field = format!("{base}.regexPolicies[{i}]");
-        let mut config = Map::new();
-        config.insert("targetClaim".into(), json!(r.target_claim));
-        config.insert("pattern".into(), json!(r.pattern));
-        config.insert("targetContextAttributes".into(), json!("false"));
-        let rep = policy_rep(&r.name, "regex", &r.description, r.logic, DecisionStrategy::Unanimous, config);
-        out.push(pol(&r.name, field, rep, vec![]));
-    }
-    for (i, j) in p.javascript_policies.iter().enumerate() {
-        let field = format!("{base}.javascriptPolicies[{i}]");
-        let rep = policy_rep(&j.name, SCRIPT_TYPE, &j.description, j.logic, DecisionStrategy::Unanimous, Map::new());
-        out.push(pol(&j.name, field.clone(), rep, vec![(field, Subject::Script(j.name.clone()))]));
-    }
-    // Aggregates after everything they include (validation refuses cycles; a leftover is appended).
-    let mut pending: Vec<(usize, &kco_api::AggregatePolicy)> = p.aggregate_policies.iter().enumerate().collect();
-    let mut placed: BTreeSet<String> = out.iter().map(|o| o.name.clone()).collect();
+    let mut pending: Vec<(usize, &AggregatePolicy)> = list.iter().enumerate().collect();
     while !pending.is_empty() {
         let aggregates: BTreeSet<&str> = pending.iter().map(|(_, a)| a.name.as_str()).collect();
         let (ready, wait): (Vec<_>, Vec<_>) = pending
@@ -448,23 +432,19 @@ fn desired_policies(p: &AuthzPolicies) -> Vec<DesiredObject> {
         let batch = if stuck { wait.clone() } else { ready };
         pending = if stuck { Vec::new() } else { wait };
         for (i, a) in batch {
-            let field = format!("{base}.aggregatePolicies[{i}]");
-            let mut config = Map::new();
-            config.insert("applyPolicies".into(), json_string(json!(a.policies)));
-            let rep = policy_rep(&a.name, "aggregate", &a.description, a.logic, a.decision_strategy, config);
-            let refs = a.policies.iter().map(|x| (format!("{field}.policies"), AuthzKind::Policy, x.clone())).collect();
             placed.insert(a.name.clone());
-            out.push(DesiredObject {
-                kind: AuthzKind::Policy,
-                name: a.name.clone(),
-                field,
-                representation: rep,
-                subjects: vec![],
-                refs,
-            });
+            out.push(aggregate_policy(format!("{AUTHZ}.policies.aggregatePolicies[{i}]"), a));
         }
     }
     out
+}
+
+fn aggregate_policy(field: String, a: &AggregatePolicy) -> DesiredObject {
+    let mut config = Map::new();
+    config.insert("applyPolicies".into(), json_string(json!(a.policies)));
+    let rep = policy_rep(&a.name, "aggregate", &a.description, a.logic, a.decision_strategy, config);
+    let refs = refs_to(&field, "policies", AuthzKind::Policy, &a.policies);
+    DesiredObject { refs, ..DesiredObject::new(AuthzKind::Policy, &a.name, field, rep) }
 }
 
 // ---- Observed state ---------------------------------------------------------------------------
@@ -601,58 +581,68 @@ pub fn canonical(kind: AuthzKind, rep: &Value) -> Value {
             "displayName": text(rep.get("displayName")),
             "iconUri": text(rep.get("iconUri")),
         }),
-        AuthzKind::Resource => {
-            let strings =
-                |k: &str| {
-                    as_set(
-                        rep.get(k).and_then(Value::as_array).into_iter().flatten().filter_map(|x| {
-                            x.as_str().or_else(|| x.get("name").and_then(Value::as_str)).map(|s| json!(s))
-                        }),
-                    )
-                };
-            let attributes: BTreeMap<String, Value> = rep
-                .get("attributes")
-                .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
-            json!({
-                "name": rep.get("name"),
-                "displayName": text(rep.get("displayName")),
-                "type": text(rep.get("type")),
-                "uris": strings("uris"),
-                "scopes": strings("scopes"),
-                "ownerManagedAccess": rep.get("ownerManagedAccess").and_then(Value::as_bool).unwrap_or(false),
-                "attributes": sorted(&json!(attributes)),
-            })
-        }
-        AuthzKind::Policy | AuthzKind::Permission => {
-            let t = rep.get("type").and_then(Value::as_str).unwrap_or_default();
-            // A deployed script's type is only known once looked up: any script type matches.
-            let type_ = if t.starts_with(SCRIPT_TYPE) || t == "js" { SCRIPT_TYPE } else { t };
-            let mut config = BTreeMap::new();
-            let observed = rep.get("config").and_then(Value::as_object);
-            for key in config_keys(t) {
-                let Some(v) = observed.and_then(|c| c.get(*key)).and_then(Value::as_str) else {
-                    continue;
-                };
-                // List-valued entries are JSON strings: compare them as sets; an empty list is absent.
-                let v = match serde_json::from_str::<Value>(v) {
-                    Ok(Value::Array(a)) if a.is_empty() => continue,
-                    Ok(Value::Array(a)) => as_set(a.into_iter()),
-                    _ => json!(v),
-                };
-                config.insert(*key, v);
-            }
-            json!({
-                "name": rep.get("name"),
-                "type": type_,
-                "description": text(rep.get("description")),
-                "logic": rep.get("logic").and_then(Value::as_str).unwrap_or("POSITIVE"),
-                "decisionStrategy": rep.get("decisionStrategy").and_then(Value::as_str).unwrap_or("UNANIMOUS"),
-                "config": config,
-            })
-        }
+        AuthzKind::Resource => canonical_resource(rep),
+        AuthzKind::Policy | AuthzKind::Permission => canonical_policy(rep),
     }
+}
+
+fn canonical_resource(rep: &Value) -> Value {
+    let strings = |k: &str| {
+        as_set(
+            rep.get(k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().or_else(|| x.get("name").and_then(Value::as_str)).map(|s| json!(s))),
+        )
+    };
+    let attributes: BTreeMap<String, Value> = rep
+        .get("attributes")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    json!({
+        "name": rep.get("name"),
+        "displayName": text(rep.get("displayName")),
+        "type": text(rep.get("type")),
+        "uris": strings("uris"),
+        "scopes": strings("scopes"),
+        "ownerManagedAccess": rep.get("ownerManagedAccess").and_then(Value::as_bool).unwrap_or(false),
+        "attributes": sorted(&json!(attributes)),
+    })
+}
+
+fn canonical_policy(rep: &Value) -> Value {
+    let t = type_of(rep);
+    // A deployed script's type is only known once looked up: any script type matches.
+    let type_ = if t.starts_with(SCRIPT_TYPE) || t == "js" { SCRIPT_TYPE } else { t };
+    let mut config = BTreeMap::new();
+    let observed = rep.get("config").and_then(Value::as_object);
+    for key in config_keys(t) {
+        let Some(v) = observed.and_then(|c| c.get(*key)).and_then(Value::as_str) else {
+            continue;
+        };
+        // List-valued entries are JSON strings: compare them as sets; an empty list is absent.
+        let v = match serde_json::from_str::<Value>(v) {
+            Ok(Value::Array(a)) if a.is_empty() => continue,
+            Ok(Value::Array(a)) => as_set(a.into_iter()),
+            _ => json!(v),
+        };
+        config.insert(*key, v);
+    }
+    json!({
+        "name": rep.get("name"),
+        "type": type_,
+        "description": text(rep.get("description")),
+        "logic": rep.get("logic").and_then(Value::as_str).unwrap_or("POSITIVE"),
+        "decisionStrategy": rep.get("decisionStrategy").and_then(Value::as_str).unwrap_or("UNANIMOUS"),
+        "config": config,
+    })
+}
+
+/// A policy's or permission's type, from either side (`""` when it has none).
+fn type_of(rep: &Value) -> &str {
+    rep.get("type").and_then(Value::as_str).unwrap_or_default()
 }
 
 // ---- Plan -------------------------------------------------------------------------------------
@@ -718,14 +708,7 @@ impl AuthzPlan {
     }
 
     pub fn changed_fields(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for op in &self.operations {
-            let f = op.field().to_string();
-            if !out.contains(&f) {
-                out.push(f);
-            }
-        }
-        out
+        crate::plan::distinct(self.operations.iter().map(|op| op.field().to_string()))
     }
 }
 
@@ -735,55 +718,59 @@ impl AuthzPlan {
 /// no permission is ever left pointing at a policy that is gone. A permission or aggregate that names
 /// an authorization object which neither the spec nor Keycloak has is refused: the plan is not made.
 pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<AuthzPlan, Vec<PlanProblem>> {
-    let mut ops = Vec::new();
+    refuse(missing_references(desired, observed))?;
+    refuse(type_conflicts(desired, observed))?;
+    let mut operations = Vec::new();
     if sorted(&desired.settings) != sorted(&observed.settings) {
-        ops.push(AuthzOperation::UpdateSettings(desired.settings.clone()));
+        operations.push(AuthzOperation::UpdateSettings(desired.settings.clone()));
     }
-    let observed_policies = |permission: bool| -> BTreeMap<&String, &Value> {
-        observed
-            .policies
-            .iter()
-            .filter(|(_, v)| {
-                let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
-                if permission { is_permission_type(t) } else { managed_policy_type(t) }
-            })
-            .collect()
-    };
-    let observed_plain = observed_policies(false);
-    let observed_perms = observed_policies(true);
+    operations.extend(object_operations(desired, observed));
+    Ok(AuthzPlan { operations })
+}
 
-    // Names that will exist after the plan, per kind.
-    let will_exist = |kind: AuthzKind| -> BTreeSet<String> {
-        let (declared, present): (&Option<Vec<DesiredObject>>, Vec<&String>) = match kind {
-            AuthzKind::Scope => (&desired.scopes, observed.scopes.keys().collect()),
-            AuthzKind::Resource => (&desired.resources, observed.resources.keys().collect()),
-            AuthzKind::Policy => (&desired.policies, observed.policies.keys().collect()),
-            AuthzKind::Permission => (&desired.permissions, observed_perms.keys().copied().collect()),
-        };
-        match declared {
-            Some(list) => {
-                let mut names: BTreeSet<String> = list.iter().map(|o| o.name.clone()).collect();
-                if kind == AuthzKind::Policy {
-                    // Policies of types kco does not declare stay, and can be named.
-                    names.extend(
-                        observed
-                            .policies
-                            .iter()
-                            .filter(|(_, v)| {
-                                let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
-                                !managed_policy_type(t) && !is_permission_type(t)
-                            })
-                            .map(|(n, _)| n.clone()),
-                    );
-                }
-                names
-            }
-            None => present.into_iter().cloned().collect(),
-        }
+fn refuse(problems: BTreeSet<PlanProblem>) -> Result<(), Vec<PlanProblem>> {
+    if problems.is_empty() { Ok(()) } else { Err(problems.into_iter().collect()) }
+}
+
+/// The observed permissions (`permission`), or the observed policies of the types kco declares.
+fn observed_policies(observed: &ObservedAuthz, permission: bool) -> BTreeMap<&String, &Value> {
+    observed
+        .policies
+        .iter()
+        .filter(|(_, v)| if permission { is_permission_type(type_of(v)) } else { managed_policy_type(type_of(v)) })
+        .collect()
+}
+
+/// Names of `kind` that will exist after the plan: a managed list's declared names (for policies,
+/// plus those of types kco does not declare: they stay, and can be named), else what Keycloak has.
+fn names_after(desired: &DesiredAuthz, observed: &ObservedAuthz, kind: AuthzKind) -> BTreeSet<String> {
+    let (declared, present): (&Option<Vec<DesiredObject>>, Vec<&String>) = match kind {
+        AuthzKind::Scope => (&desired.scopes, observed.scopes.keys().collect()),
+        AuthzKind::Resource => (&desired.resources, observed.resources.keys().collect()),
+        AuthzKind::Policy => (&desired.policies, observed.policies.keys().collect()),
+        AuthzKind::Permission => (&desired.permissions, observed_policies(observed, true).into_keys().collect()),
     };
+    let Some(list) = declared else {
+        return present.into_iter().cloned().collect();
+    };
+    let mut names: BTreeSet<String> = list.iter().map(|o| o.name.clone()).collect();
+    if kind == AuthzKind::Policy {
+        let foreign = observed.policies.iter().filter(|(_, v)| {
+            let t = type_of(v);
+            !managed_policy_type(t) && !is_permission_type(t)
+        });
+        names.extend(foreign.map(|(n, _)| n.clone()));
+    }
+    names
+}
+
+/// Every authorization object a declared one names that neither the spec nor Keycloak will have.
+fn missing_references(desired: &DesiredAuthz, observed: &ObservedAuthz) -> BTreeSet<PlanProblem> {
+    let existing: BTreeMap<AuthzKind, BTreeSet<String>> = [AuthzKind::Scope, AuthzKind::Resource, AuthzKind::Policy]
+        .into_iter()
+        .map(|k| (k, names_after(desired, observed, k)))
+        .collect();
     let mut missing = BTreeSet::new();
-    let existing: BTreeMap<AuthzKind, BTreeSet<String>> =
-        [AuthzKind::Scope, AuthzKind::Resource, AuthzKind::Policy].into_iter().map(|k| (k, will_exist(k))).collect();
     for o in desired.objects() {
         for (field, kind, name) in &o.refs {
             if !existing.get(kind).is_some_and(|s| s.contains(name)) {
@@ -791,16 +778,17 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
             }
         }
     }
-    if !missing.is_empty() {
-        return Err(missing.into_iter().collect());
-    }
+    missing
+}
 
-    // Keycloak cannot change a policy's type in place, and deleting it takes the permissions that rely
-    // on it with it (a resource without permissions is then granted in PERMISSIVE mode): a name Keycloak holds with
-    // another type is refused, never replaced.
+/// Keycloak cannot change a policy's type in place, and deleting it takes the permissions that rely
+/// on it with it (a resource without permissions is then granted in PERMISSIVE mode): a name Keycloak
+/// holds with another type is refused, never replaced.
+fn type_conflicts(desired: &DesiredAuthz, observed: &ObservedAuthz) -> BTreeSet<PlanProblem> {
+    let mut conflicts = BTreeSet::new();
     for o in [&desired.policies, &desired.permissions].into_iter().flatten().flatten() {
         let Some(have) = observed.policies.get(&o.name) else { continue };
-        let t = have.get("type").and_then(Value::as_str).unwrap_or_default();
+        let t = type_of(have);
         if canonical(o.kind, have).get("type") != canonical(o.kind, &o.representation).get("type") {
             let managed = managed_policy_type(t) || is_permission_type(t);
             let message = format!(
@@ -814,48 +802,55 @@ pub fn plan_authz(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Result<Au
                     "Choose another name, or delete that policy in Keycloak"
                 }
             );
-            missing.insert(PlanProblem { field: o.field.clone(), message, missing: false });
+            conflicts.insert(PlanProblem { field: o.field.clone(), message, missing: false });
         }
     }
-    if !missing.is_empty() {
-        return Err(missing.into_iter().collect());
-    }
+    conflicts
+}
 
+/// Creates and updates in list order, then deletes in the reverse order of the lists.
+fn object_operations(desired: &DesiredAuthz, observed: &ObservedAuthz) -> Vec<AuthzOperation> {
     let mut deletes = Vec::new();
     let mut upserts = Vec::new();
     for (kind, list, present) in [
         // Policies before resources: a write that fails part-way never leaves a new resource behind
         // without the permission meant to guard it.
         (AuthzKind::Scope, &desired.scopes, observed.scopes.iter().collect::<BTreeMap<_, _>>()),
-        (AuthzKind::Policy, &desired.policies, observed_plain.clone()),
+        (AuthzKind::Policy, &desired.policies, observed_policies(observed, false)),
         (AuthzKind::Resource, &desired.resources, observed.resources.iter().collect()),
-        (AuthzKind::Permission, &desired.permissions, observed_perms.clone()),
+        (AuthzKind::Permission, &desired.permissions, observed_policies(observed, true)),
     ] {
         let Some(list) = list else { continue };
-        for o in list {
-            match present.get(&o.name) {
-                None => upserts.push(AuthzOperation::Create(o.clone())),
-                Some(have) if canonical(kind, have) != canonical(kind, &o.representation) => {
-                    upserts.push(AuthzOperation::Update(o.clone()))
-                }
-                Some(_) => {}
-            }
-        }
-        let declared: BTreeSet<&str> = list.iter().map(|o| o.name.as_str()).collect();
-        let mut gone: Vec<(bool, &String)> = present
-            .iter()
-            .filter(|(n, _)| !declared.contains(n.as_str()))
-            .map(|(n, v)| (v.get("type").and_then(Value::as_str) == Some("aggregate"), *n))
-            .collect();
-        // Aggregates go before the policies they include.
-        gone.sort_by_key(|(aggregate, n)| (!aggregate, (*n).clone()));
-        deletes.push((kind, gone.into_iter().map(|(_, n)| n.clone()).collect::<Vec<_>>()));
+        upserts.extend(list.iter().filter_map(|o| upsert(kind, o, present.get(&o.name).copied())));
+        deletes.push((kind, undeclared(list, &present)));
     }
-    ops.extend(upserts);
+    let mut ops = upserts;
     for (kind, names) in deletes.into_iter().rev() {
         ops.extend(names.into_iter().map(|name| AuthzOperation::Delete { kind, name }));
     }
-    Ok(AuthzPlan { operations: ops })
+    ops
+}
+
+fn upsert(kind: AuthzKind, o: &DesiredObject, have: Option<&Value>) -> Option<AuthzOperation> {
+    match have {
+        None => Some(AuthzOperation::Create(o.clone())),
+        Some(have) if canonical(kind, have) != canonical(kind, &o.representation) => {
+            Some(AuthzOperation::Update(o.clone()))
+        }
+        Some(_) => None,
+    }
+}
+
+/// What Keycloak has that the list no longer declares; aggregates go before the policies they include.
+fn undeclared(list: &[DesiredObject], present: &BTreeMap<&String, &Value>) -> Vec<String> {
+    let declared: BTreeSet<&str> = list.iter().map(|o| o.name.as_str()).collect();
+    let mut gone: Vec<(bool, &String)> = present
+        .iter()
+        .filter(|(n, _)| !declared.contains(n.as_str()))
+        .map(|(n, v)| (type_of(v) == "aggregate", *n))
+        .collect();
+    gone.sort_by_key(|(aggregate, n)| (!aggregate, (*n).clone()));
+    gone.into_iter().map(|(_, n)| n.clone()).collect()
 }
 
 // ---- Observe and apply ------------------------------------------------------------------------
@@ -955,6 +950,26 @@ pub async fn apply_authz(
     plan: &AuthzPlan,
 ) -> Result<(), EngineError> {
     let authz = [realm, "clients", id, "authz", "resource-server"];
+    let (missing, script_types) = look_up_subjects(kc, realm, &authz, plan).await?;
+    if !missing.is_empty() {
+        let list: Vec<PlanProblem> = missing.into_iter().collect();
+        return Err(missing_error(client_id, realm, &list));
+    }
+    let mut writer = Writer { kc, authz, id, client_id, script_types, ids: BTreeMap::new() };
+    for op in &plan.operations {
+        writer.apply(op).await?;
+    }
+    Ok(())
+}
+
+/// Looks up each realm object the created or updated objects name, once: the problems for those
+/// missing, and the type of the deployed script each JavaScript policy names (by policy name).
+async fn look_up_subjects(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    authz: &[&str],
+    plan: &AuthzPlan,
+) -> Result<(BTreeSet<PlanProblem>, BTreeMap<String, String>), Error> {
     let mut missing = BTreeSet::new();
     let mut script_types: BTreeMap<String, String> = BTreeMap::new();
     let mut providers = None;
@@ -965,7 +980,7 @@ pub async fn apply_authz(
             let hit = match checked.get(s) {
                 Some(h) => h.clone(),
                 None => {
-                    let h = subject_exists(kc, realm, s, &mut providers, &authz).await?;
+                    let h = subject_exists(kc, realm, s, &mut providers, authz).await?;
                     checked.insert(s.clone(), h.clone());
                     h
                 }
@@ -981,59 +996,90 @@ pub async fn apply_authz(
             }
         }
     }
-    if !missing.is_empty() {
-        let list: Vec<PlanProblem> = missing.into_iter().collect();
-        return Err(missing_error(client_id, realm, &list));
-    }
-    let mut ids: BTreeMap<AuthzKind, BTreeMap<String, String>> = BTreeMap::new();
-    for op in &plan.operations {
+    Ok((missing, script_types))
+}
+
+/// Writes a plan's operations to one resource server, looking ids up as it goes.
+struct Writer<'a> {
+    kc: &'a KeycloakAdmin,
+    /// The resource server's path.
+    authz: [&'a str; 5],
+    /// The client's id.
+    id: &'a str,
+    client_id: &'a str,
+    /// The deployed script's type for each JavaScript policy, by policy name.
+    script_types: BTreeMap<String, String>,
+    /// Ids by kind and name, from one listing per kind.
+    ids: BTreeMap<AuthzKind, BTreeMap<String, String>>,
+}
+
+impl Writer<'_> {
+    async fn apply(&mut self, op: &AuthzOperation) -> Result<(), EngineError> {
         match op {
             AuthzOperation::UpdateSettings(settings) => {
                 let mut body = Map::new();
                 if let Some(s) = settings.as_object() {
                     body.extend(s.clone());
                 }
-                body.insert("clientId".into(), json!(id));
-                kc.put(&authz, &Value::Object(body), "authz-settings").await?;
+                body.insert("clientId".into(), json!(self.id));
+                self.kc.put(&self.authz, &Value::Object(body), "authz-settings").await?;
             }
             AuthzOperation::Create(o) => {
-                let rep = with_script_type(o, &script_types);
-                let mut path = authz.to_vec();
-                let segment = endpoint(o.kind);
-                path.push(segment);
-                let typed;
-                if let Some(t) = script_types.get(&o.name) {
+                let rep = with_script_type(o, &self.script_types);
+                let mut path = self.authz.to_vec();
+                path.push(endpoint(o.kind));
+                if let Some(t) = self.script_types.get(&o.name) {
                     // A deployed script is created through its own typed endpoint.
-                    typed = t.clone();
-                    path.push(&typed);
+                    path.push(t);
                 }
-                kc.post(&path, &rep, &format!("authz-{}", o.kind.as_str())).await?;
+                self.kc.post(&path, &rep, &request_kind(o.kind)).await?;
             }
             AuthzOperation::Update(o) => {
-                let object_id = id_of(kc, &authz, &mut ids, o.kind, &o.name, client_id).await?;
-                let mut rep = with_script_type(o, &script_types);
+                let object_id = self.id_of(o.kind, &o.name).await?;
+                let mut rep = with_script_type(o, &self.script_types);
                 if let Some(m) = rep.as_object_mut() {
                     let key = if o.kind == AuthzKind::Resource { "_id" } else { "id" };
                     m.insert(key.into(), json!(object_id));
                 }
-                let mut path = authz.to_vec();
-                path.push(endpoint(o.kind));
-                path.push(&object_id);
-                kc.put(&path, &rep, &format!("authz-{}", o.kind.as_str())).await?;
+                self.kc.put(&self.object_path(o.kind, &object_id), &rep, &request_kind(o.kind)).await?;
             }
             AuthzOperation::Delete { kind, name } => {
-                let object_id = id_of(kc, &authz, &mut ids, *kind, name, client_id).await?;
-                let mut path = authz.to_vec();
-                path.push(endpoint(*kind));
-                path.push(&object_id);
-                match kc.delete(&path, None, &format!("authz-{}", kind.as_str())).await {
+                let object_id = self.id_of(*kind, name).await?;
+                match self.kc.delete(&self.object_path(*kind, &object_id), None, &request_kind(*kind)).await {
                     Err(e) if e.is_not_found() => {}
                     other => other?,
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    fn object_path<'p>(&'p self, kind: AuthzKind, object_id: &'p str) -> Vec<&'p str> {
+        let mut path = self.authz.to_vec();
+        path.extend([endpoint(kind), object_id]);
+        path
+    }
+
+    /// Id of the named object, from one listing of its kind per apply.
+    async fn id_of(&mut self, kind: AuthzKind, name: &str) -> Result<String, EngineError> {
+        // Policies and permissions share one listing.
+        let key = if kind == AuthzKind::Permission { AuthzKind::Policy } else { kind };
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.ids.entry(key) {
+            slot.insert(list_ids(self.kc, &self.authz, key, self.client_id).await?);
+        }
+        self.ids.get(&key).and_then(|m| m.get(name)).cloned().ok_or_else(|| EngineError::Spec {
+            reason: "AuthorizationOutOfSync",
+            message: format!(
+                "authorization {} {name:?} is in Keycloak's export but not in its list; kco retries at the next resync",
+                kind.as_str()
+            ),
+        })
+    }
+}
+
+/// The request kind the Admin API client counts an authz request under.
+fn request_kind(kind: AuthzKind) -> String {
+    format!("authz-{}", kind.as_str())
 }
 
 fn endpoint(kind: AuthzKind) -> &'static str {
@@ -1054,54 +1100,41 @@ fn with_script_type(o: &DesiredObject, script_types: &BTreeMap<String, String>) 
     rep
 }
 
-/// Id of the named object, from one paged listing of its kind per apply (`first`/`max`, 100 a page).
-async fn id_of(
+/// Ids by name of the resource server's own objects of `kind`, by one paged listing (`first`/`max`,
+/// 100 a page; policies and permissions share one).
+async fn list_ids(
     kc: &KeycloakAdmin,
     authz: &[&str],
-    ids: &mut BTreeMap<AuthzKind, BTreeMap<String, String>>,
     kind: AuthzKind,
-    name: &str,
     client_id: &str,
-) -> Result<String, EngineError> {
-    // Policies and permissions share one listing.
-    let key = if kind == AuthzKind::Permission { AuthzKind::Policy } else { kind };
-    if let std::collections::btree_map::Entry::Vacant(slot) = ids.entry(key) {
-        let mut all = BTreeMap::new();
-        let mut first = 0usize;
-        loop {
-            let mut path = authz.to_vec();
-            path.push(endpoint(key));
-            let (f, m) = (first.to_string(), PAGE.to_string());
-            let mut query = vec![("first", f.as_str()), ("max", m.as_str())];
-            if key == AuthzKind::Resource {
-                query.push(("deep", "false"));
-            }
-            let page = kc.get(&path, &query, &format!("authz-{}", key.as_str())).await?;
-            let items = page.as_array().cloned().unwrap_or_default();
-            for item in &items {
-                let own = item.get("owner").and_then(|o| o.get("name")).and_then(Value::as_str);
-                if own.is_some_and(|o| o != client_id) {
-                    continue;
-                }
-                let id = item.get("_id").or_else(|| item.get("id")).and_then(Value::as_str);
-                if let (Some(n), Some(i)) = (item.get("name").and_then(Value::as_str), id) {
-                    all.insert(n.to_string(), i.to_string());
-                }
-            }
-            if items.len() < PAGE {
-                break;
-            }
-            first += PAGE;
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut all = BTreeMap::new();
+    let mut first = 0usize;
+    loop {
+        let mut path = authz.to_vec();
+        path.push(endpoint(kind));
+        let (f, m) = (first.to_string(), PAGE.to_string());
+        let mut query = vec![("first", f.as_str()), ("max", m.as_str())];
+        if kind == AuthzKind::Resource {
+            query.push(("deep", "false"));
         }
-        slot.insert(all);
+        let page = kc.get(&path, &query, &request_kind(kind)).await?;
+        let items = page.as_array().cloned().unwrap_or_default();
+        for item in &items {
+            let own = item.get("owner").and_then(|o| o.get("name")).and_then(Value::as_str);
+            if own.is_some_and(|o| o != client_id) {
+                continue;
+            }
+            let id = item.get("_id").or_else(|| item.get("id")).and_then(Value::as_str);
+            if let (Some(n), Some(i)) = (item.get("name").and_then(Value::as_str), id) {
+                all.insert(n.to_string(), i.to_string());
+            }
+        }
+        if items.len() < PAGE {
+            return Ok(all);
+        }
+        first += PAGE;
     }
-    ids.get(&key).and_then(|m| m.get(name)).cloned().ok_or_else(|| EngineError::Spec {
-        reason: "AuthorizationOutOfSync",
-        message: format!(
-            "authorization {} {name:?} is in Keycloak's export but not in its list; kco retries at the next resync",
-            kind.as_str()
-        ),
-    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kco_api::KeycloakClientSpec;
+use kco_api::{ClientSettings, KeycloakClientSpec};
 use serde_json::{Map, Value, json};
 
 use crate::OWNER_ATTRIBUTE;
@@ -130,68 +130,10 @@ fn mapper_set(spec: &KeycloakClientSpec) -> MapperSet {
 
 impl DesiredClient {
     pub fn from_spec(spec: &KeycloakClientSpec, owner: Option<&Owner>) -> Self {
-        let s = &spec.settings;
-        let mut f = Map::new();
-        f.insert("clientId".into(), json!(spec.client_id));
-        f.insert("enabled".into(), json!(true));
-        f.insert("protocol".into(), json!(spec.protocol.as_str()));
-        f.insert("publicClient".into(), json!(spec.public_client));
-        f.insert("bearerOnly".into(), json!(spec.bearer_only));
-        // Scalars are always managed: an omitted one is empty, which is Keycloak's own default.
-        for (key, value) in [
-            ("name", &spec.client_name),
-            ("description", &spec.description),
-            ("rootUrl", &spec.root_url),
-            ("adminUrl", &spec.admin_url),
-            ("baseUrl", &spec.base_url),
-        ] {
-            f.insert(key.into(), json!(value.clone().unwrap_or_default()));
-        }
-        // Lists: omitted means unmanaged.
-        put_opt(&mut f, "redirectUris", spec.redirect_uris.as_ref().map(|v| json!(v)));
-        put_opt(&mut f, "webOrigins", spec.web_origins.as_ref().map(|v| json!(v)));
-        f.insert("alwaysDisplayInConsole".into(), json!(s.always_display_in_console));
-        f.insert("clientAuthenticatorType".into(), json!(s.client_authenticator_type.as_str()));
-        f.insert("standardFlowEnabled".into(), json!(s.standard_flow_enabled));
-        f.insert("implicitFlowEnabled".into(), json!(s.implicit_flow_enabled));
-        f.insert("directAccessGrantsEnabled".into(), json!(s.direct_access_grants_enabled));
-        f.insert("serviceAccountsEnabled".into(), json!(s.service_accounts_enabled));
-        f.insert("consentRequired".into(), json!(s.consent_required));
-        f.insert("frontchannelLogout".into(), json!(s.frontchannel_logout));
-        f.insert("fullScopeAllowed".into(), json!(s.full_scope_allowed));
-        f.insert("authorizationServicesEnabled".into(), json!(s.authorization_services_enabled));
-        // What Keycloak needs for Authorization Services; status says kco turned it on.
-        for (field, value, _) in crate::authz::implied_settings(spec) {
-            f.insert(field.into(), json!(value));
-        }
-
-        let mut a = BTreeMap::new();
-        for (key, _, value) in typed_attributes(spec) {
-            if let Some(v) = value {
-                a.insert(key.to_string(), v);
-            }
-        }
-        if let Some(extra) = &spec.attributes {
-            for (k, v) in extra {
-                a.insert(k.clone(), v.clone());
-            }
-            // The keys kco set from spec.attributes, so that a key dropped from the map (or every key,
-            // with `attributes: {}`) is removed from Keycloak later; see [`crate::plan`].
-            a.insert(MANAGED_ATTRIBUTES.into(), managed_attributes_value(extra.keys()));
-        }
-        if let Some(o) = owner {
-            a.insert(OWNER_ATTRIBUTE.into(), o.attribute_value());
-        }
-        if let Some(rotation) = &spec.secret_rotation {
-            // Matched by kco's realm client policy, which makes Keycloak keep the previous secret that
-            // long after a rotation; empty (no grace) matches no policy. Invalid values are refused by
-            // validation before this runs.
-            a.insert(GRACE_ATTRIBUTE.into(), grace_rule(rotation).unwrap_or_default());
-        }
         Self {
             client_id: spec.client_id.clone(),
-            fields: f,
-            attributes: a,
+            fields: client_fields(spec),
+            attributes: client_attributes(spec, owner),
             default_client_scopes: spec.default_client_scopes.clone(),
             optional_client_scopes: spec.optional_client_scopes.clone(),
             protocol_mappers: mapper_set(spec),
@@ -221,6 +163,74 @@ impl DesiredClient {
     }
 }
 
+/// The client's own fields (not its attributes) the spec manages.
+fn client_fields(spec: &KeycloakClientSpec) -> Map<String, Value> {
+    let s = &spec.settings;
+    let mut f = Map::new();
+    f.insert("clientId".into(), json!(spec.client_id));
+    f.insert("enabled".into(), json!(true));
+    f.insert("protocol".into(), json!(spec.protocol.as_str()));
+    f.insert("publicClient".into(), json!(spec.public_client));
+    f.insert("bearerOnly".into(), json!(spec.bearer_only));
+    // Scalars are always managed: an omitted one is empty, which is Keycloak's own default.
+    for (key, value) in [
+        ("name", &spec.client_name),
+        ("description", &spec.description),
+        ("rootUrl", &spec.root_url),
+        ("adminUrl", &spec.admin_url),
+        ("baseUrl", &spec.base_url),
+    ] {
+        f.insert(key.into(), json!(value.clone().unwrap_or_default()));
+    }
+    // Lists: omitted means unmanaged.
+    put_opt(&mut f, "redirectUris", spec.redirect_uris.as_ref().map(|v| json!(v)));
+    put_opt(&mut f, "webOrigins", spec.web_origins.as_ref().map(|v| json!(v)));
+    f.insert("alwaysDisplayInConsole".into(), json!(s.always_display_in_console));
+    f.insert("clientAuthenticatorType".into(), json!(s.client_authenticator_type.as_str()));
+    f.insert("standardFlowEnabled".into(), json!(s.standard_flow_enabled));
+    f.insert("implicitFlowEnabled".into(), json!(s.implicit_flow_enabled));
+    f.insert("directAccessGrantsEnabled".into(), json!(s.direct_access_grants_enabled));
+    f.insert("serviceAccountsEnabled".into(), json!(s.service_accounts_enabled));
+    f.insert("consentRequired".into(), json!(s.consent_required));
+    f.insert("frontchannelLogout".into(), json!(s.frontchannel_logout));
+    f.insert("fullScopeAllowed".into(), json!(s.full_scope_allowed));
+    f.insert("authorizationServicesEnabled".into(), json!(s.authorization_services_enabled));
+    // What Keycloak needs for Authorization Services; status says kco turned it on.
+    for (field, value, _) in crate::authz::implied_settings(spec) {
+        f.insert(field.into(), json!(value));
+    }
+    f
+}
+
+/// The client attributes kco manages: the typed settings' ([`typed_attributes`]), `spec.attributes`
+/// with the list of their keys, the owner, the grace rule.
+fn client_attributes(spec: &KeycloakClientSpec, owner: Option<&Owner>) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    for (key, _, value) in typed_attributes(spec) {
+        if let Some(v) = value {
+            a.insert(key.to_string(), v);
+        }
+    }
+    if let Some(extra) = &spec.attributes {
+        for (k, v) in extra {
+            a.insert(k.clone(), v.clone());
+        }
+        // The keys kco set from spec.attributes, so that a key dropped from the map (or every key,
+        // with `attributes: {}`) is removed from Keycloak later; see [`crate::plan`].
+        a.insert(MANAGED_ATTRIBUTES.into(), managed_attributes_value(extra.keys()));
+    }
+    if let Some(o) = owner {
+        a.insert(OWNER_ATTRIBUTE.into(), o.attribute_value());
+    }
+    if let Some(rotation) = &spec.secret_rotation {
+        // Matched by kco's realm client policy, which makes Keycloak keep the previous secret that
+        // long after a rotation; empty (no grace) matches no policy. Invalid values are refused by
+        // validation before this runs.
+        a.insert(GRACE_ATTRIBUTE.into(), grace_rule(rotation).unwrap_or_default());
+    }
+    a
+}
+
 fn put_opt(f: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     if let Some(v) = v {
         f.insert(key.into(), v);
@@ -237,23 +247,17 @@ pub fn grace_rule(rotation: &kco_api::SecretRotation) -> Option<String> {
 
 /// The Keycloak client attributes that typed spec fields manage: (attribute, spec field, the value the
 /// spec asks for — `None` when the field is unmanaged). The one table for building the client and for
-/// refusing the same attribute in `spec.attributes`; a new attribute-backed setting is one row here.
+/// refusing the same attribute in `spec.attributes`; a new attribute-backed setting is one row here
+/// (one in [`seconds_settings`] when it is a number of seconds).
 ///
 /// Scalar settings are always managed: an omitted one is the empty value, which Keycloak reads as
 /// "not set on the client" (the realm's lifespan applies, no PKCE), so removing a setting from the spec
 /// restores Keycloak's default. Only the list `postLogoutRedirectUris` is unmanaged when omitted.
-pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static str, Option<String>); 8] {
+pub fn typed_attributes(spec: &KeycloakClientSpec) -> Vec<(&'static str, &'static str, Option<String>)> {
     let s = &spec.settings;
-    let secs = |v: Option<i64>| Some(v.map(|v| v.to_string()).unwrap_or_default());
-    [
+    let mut rows = vec![
         ("display.on.consent.screen", "settings.displayOnConsentScreen", Some(s.display_on_consent_screen.to_string())),
         ("include.in.token.scope", "settings.includeInTokenScope", Some(s.include_in_token_scope.to_string())),
-        ("access.token.lifespan", "settings.accessTokenLifespan", secs(s.access_token_lifespan)),
-        ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", secs(s.client_session_idle_timeout)),
-        ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", secs(s.client_session_max_lifespan)),
-        // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
-        // timeout is the client-level knob that bounds how long a refresh token stays usable.
-        ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", secs(s.refresh_token_lifespan)),
         (
             "pkce.code.challenge.method",
             "settings.pkceCodeChallengeMethod",
@@ -264,5 +268,21 @@ pub fn typed_attributes(spec: &KeycloakClientSpec) -> [(&'static str, &'static s
             "postLogoutRedirectUris",
             spec.post_logout_redirect_uris.as_ref().map(|u| u.join("##")),
         ),
+    ];
+    let secs = |v: Option<i64>| Some(v.map(|v| v.to_string()).unwrap_or_default());
+    rows.extend(seconds_settings(s).into_iter().map(|(attribute, field, v)| (attribute, field, secs(v))));
+    rows
+}
+
+/// The settings that are a number of seconds, as (attribute, spec field, value): rows of
+/// [`typed_attributes`], and the fields `validate` checks the range of (0 to `i32::MAX`).
+pub fn seconds_settings(s: &ClientSettings) -> [(&'static str, &'static str, Option<i64>); 4] {
+    [
+        ("access.token.lifespan", "settings.accessTokenLifespan", s.access_token_lifespan),
+        // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
+        // timeout is the client-level knob that bounds how long a refresh token stays usable.
+        ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", s.refresh_token_lifespan),
+        ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", s.client_session_idle_timeout),
+        ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", s.client_session_max_lifespan),
     ]
 }

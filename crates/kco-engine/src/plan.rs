@@ -88,20 +88,22 @@ impl ClientPlan {
 
     /// Names of the managed fields this plan changes on an existing client (for drift Events).
     pub fn changed_fields(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for op in &self.operations {
-            let names = match op {
-                ClientOperation::UpdateClient { changed, .. } => changed.clone(),
-                other => other.field().map(|f| vec![f.to_string()]).unwrap_or_default(),
-            };
-            for n in names {
-                if !out.contains(&n) {
-                    out.push(n);
-                }
-            }
-        }
-        out
+        distinct(self.operations.iter().flat_map(|op| match op {
+            ClientOperation::UpdateClient { changed, .. } => changed.clone(),
+            other => other.field().map(|f| vec![f.to_string()]).unwrap_or_default(),
+        }))
     }
+}
+
+/// Each name once, in the order first seen (a plan's changed fields).
+pub(crate) fn distinct(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 /// Why an existing Keycloak client may not be managed by this object.

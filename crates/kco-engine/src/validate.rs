@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kco_api::{
-    AdditionalSecret, AuthorizationSettings, AuthzPolicies, KeyRef, KeycloakClientSpec, Protocol, SecretRotation,
-    TimePolicy,
+    AdditionalSecret, AuthorizationSettings, AuthzPolicies, GroupPolicy, KeyRef, KeycloakClientSpec, Protocol,
+    ProtocolMapper, RegexPolicy, RolePolicy, SecretRotation, TimePolicy,
 };
 
 use crate::desired::AUDIENCE_MAPPER_PREFIX;
@@ -197,53 +197,7 @@ fn names(spec: &KeycloakClientSpec, e: &mut Errors) {
         }
     }
     if let Some(mappers) = &spec.protocol_mappers {
-        too_many("protocolMappers", mappers.len(), MAX_ITEMS, e);
-        let mut seen = BTreeSet::new();
-        for (i, m) in mappers.iter().enumerate() {
-            let at = format!("protocolMappers[{i}]");
-            if let Err(why) = check_name(&m.name) {
-                e.push(format!("{at}.name"), why);
-            } else if !seen.insert(m.name.as_str()) {
-                e.push(
-                    format!("{at}.name"),
-                    format!("duplicate mapper name {:?}; mapper names must be unique", m.name),
-                );
-            }
-            if m.name.starts_with(AUDIENCE_MAPPER_PREFIX) {
-                e.push(
-                    format!("{at}.name"),
-                    format!(
-                        "must not start with {AUDIENCE_MAPPER_PREFIX} (kco names the mappers of spec.audiences so); rename it"
-                    ),
-                );
-            }
-            if !["openid-connect", "saml", "docker-v2"].contains(&m.protocol.as_str()) {
-                e.push(
-                    format!("{at}.protocol"),
-                    format!("{:?} is not a protocol; use openid-connect, saml or docker-v2", m.protocol),
-                );
-            } else if m.protocol != spec.protocol.as_str() {
-                e.push(
-                    format!("{at}.protocol"),
-                    format!(
-                        "{:?}: every mapper's protocol must equal spec.protocol ({})",
-                        m.protocol,
-                        spec.protocol.as_str()
-                    ),
-                );
-            }
-            if let Err(why) = check_name(&m.protocol_mapper) {
-                e.push(
-                    format!("{at}.protocolMapper"),
-                    format!("{why}; name the mapper type, e.g. oidc-audience-mapper"),
-                );
-            }
-            for k in m.config.keys() {
-                if k.trim().is_empty() {
-                    e.push(format!("{at}.config"), "keys must not be empty");
-                }
-            }
-        }
+        protocol_mappers(spec, mappers, e);
     }
     if let Some(roles) = &spec.service_account_roles {
         if let Some(list) = &roles.realm_roles {
@@ -258,14 +212,55 @@ fn names(spec: &KeycloakClientSpec, e: &mut Errors) {
     }
 }
 
+/// `spec.protocolMappers`: at most [`MAX_ITEMS`], names unique and not kco's own, each valid.
+fn protocol_mappers(spec: &KeycloakClientSpec, mappers: &[ProtocolMapper], e: &mut Errors) {
+    too_many("protocolMappers", mappers.len(), MAX_ITEMS, e);
+    let mut seen = BTreeSet::new();
+    for (i, m) in mappers.iter().enumerate() {
+        let at = format!("protocolMappers[{i}]");
+        if let Err(why) = check_name(&m.name) {
+            e.push(format!("{at}.name"), why);
+        } else if !seen.insert(m.name.as_str()) {
+            e.push(format!("{at}.name"), format!("duplicate mapper name {:?}; mapper names must be unique", m.name));
+        }
+        protocol_mapper(spec, &at, m, e);
+    }
+}
+
+/// One protocol mapper, beyond its name: not named like kco's own, its protocol the client's, its type
+/// a name, no empty config key.
+fn protocol_mapper(spec: &KeycloakClientSpec, at: &str, m: &ProtocolMapper, e: &mut Errors) {
+    if m.name.starts_with(AUDIENCE_MAPPER_PREFIX) {
+        e.push(
+            format!("{at}.name"),
+            format!(
+                "must not start with {AUDIENCE_MAPPER_PREFIX} (kco names the mappers of spec.audiences so); rename it"
+            ),
+        );
+    }
+    if !["openid-connect", "saml", "docker-v2"].contains(&m.protocol.as_str()) {
+        e.push(
+            format!("{at}.protocol"),
+            format!("{:?} is not a protocol; use openid-connect, saml or docker-v2", m.protocol),
+        );
+    } else if m.protocol != spec.protocol.as_str() {
+        e.push(
+            format!("{at}.protocol"),
+            format!("{:?}: every mapper's protocol must equal spec.protocol ({})", m.protocol, spec.protocol.as_str()),
+        );
+    }
+    if let Err(why) = check_name(&m.protocol_mapper) {
+        e.push(format!("{at}.protocolMapper"), format!("{why}; name the mapper type, e.g. oidc-audience-mapper"));
+    }
+    for k in m.config.keys() {
+        if k.trim().is_empty() {
+            e.push(format!("{at}.config"), "keys must not be empty");
+        }
+    }
+}
+
 fn settings(spec: &KeycloakClientSpec, e: &mut Errors) {
-    let s = &spec.settings;
-    for (field, v) in [
-        ("settings.accessTokenLifespan", s.access_token_lifespan),
-        ("settings.refreshTokenLifespan", s.refresh_token_lifespan),
-        ("settings.clientSessionIdleTimeout", s.client_session_idle_timeout),
-        ("settings.clientSessionMaxLifespan", s.client_session_max_lifespan),
-    ] {
+    for (_, field, v) in crate::desired::seconds_settings(&spec.settings) {
         match v {
             Some(n) if n < 0 => {
                 e.push(field, format!("{n} is negative; give seconds (>= 0), or omit it for the realm's value"))
@@ -496,18 +491,7 @@ fn policies<'a>(p: &'a AuthzPolicies, all_names: &mut BTreeSet<&'a str>, e: &mut
     };
     for (i, r) in p.role_policies.iter().enumerate() {
         let at = named("rolePolicies", i, &r.name, e);
-        if r.roles.is_empty() {
-            e.push(format!("{at}.roles"), "must name at least one role");
-        }
-        let mut seen = BTreeSet::new();
-        for (j, role) in r.roles.iter().enumerate() {
-            let field = format!("{at}.roles[{j}].name");
-            if let Err(why) = check_policy_role(&role.name) {
-                e.push(field, why);
-            } else if !seen.insert(role.name.as_str()) {
-                e.push(field, format!("duplicate role {:?}; list each role once", role.name));
-            }
-        }
+        role_policy(&at, r, e);
     }
     for (i, u) in p.user_policies.iter().enumerate() {
         let at = named("userPolicies", i, &u.name, e);
@@ -515,15 +499,7 @@ fn policies<'a>(p: &'a AuthzPolicies, all_names: &mut BTreeSet<&'a str>, e: &mut
     }
     for (i, g) in p.group_policies.iter().enumerate() {
         let at = named("groupPolicies", i, &g.name, e);
-        subjects(&format!("{at}.groups"), &g.groups, "group", e);
-        for (j, path) in g.groups.iter().enumerate() {
-            if !path.starts_with('/') || path.len() < 2 {
-                e.push(format!("{at}.groups[{j}]"), format!("{path:?} is not a group path; write it like /finance"));
-            }
-        }
-        if g.groups_claim.trim().is_empty() {
-            e.push(format!("{at}.groupsClaim"), "must not be empty; the default is groups");
-        }
+        group_policy(&at, g, e);
     }
     for (i, c) in p.client_policies.iter().enumerate() {
         let at = named("clientPolicies", i, &c.name, e);
@@ -535,12 +511,7 @@ fn policies<'a>(p: &'a AuthzPolicies, all_names: &mut BTreeSet<&'a str>, e: &mut
     }
     for (i, r) in p.regex_policies.iter().enumerate() {
         let at = named("regexPolicies", i, &r.name, e);
-        if r.target_claim.trim().is_empty() {
-            e.push(format!("{at}.targetClaim"), "must name the claim the pattern is matched against");
-        }
-        if r.pattern.is_empty() {
-            e.push(format!("{at}.pattern"), "must not be empty");
-        }
+        regex_policy(&at, r, e);
     }
     for (i, j) in p.javascript_policies.iter().enumerate() {
         let at = named("javascriptPolicies", i, &j.name, e);
@@ -552,16 +523,57 @@ fn policies<'a>(p: &'a AuthzPolicies, all_names: &mut BTreeSet<&'a str>, e: &mut
         named("aggregatePolicies", i, &a.name, e);
     }
     let names: BTreeSet<&str> = policy_names(p);
+    aggregate_policies(&base, p, &names, e);
+    names
+}
+
+fn role_policy(at: &str, r: &RolePolicy, e: &mut Errors) {
+    if r.roles.is_empty() {
+        e.push(format!("{at}.roles"), "must name at least one role");
+    }
+    let mut seen = BTreeSet::new();
+    for (j, role) in r.roles.iter().enumerate() {
+        let field = format!("{at}.roles[{j}].name");
+        if let Err(why) = check_policy_role(&role.name) {
+            e.push(field, why);
+        } else if !seen.insert(role.name.as_str()) {
+            e.push(field, format!("duplicate role {:?}; list each role once", role.name));
+        }
+    }
+}
+
+fn group_policy(at: &str, g: &GroupPolicy, e: &mut Errors) {
+    subjects(&format!("{at}.groups"), &g.groups, "group", e);
+    for (j, path) in g.groups.iter().enumerate() {
+        if !path.starts_with('/') || path.len() < 2 {
+            e.push(format!("{at}.groups[{j}]"), format!("{path:?} is not a group path; write it like /finance"));
+        }
+    }
+    if g.groups_claim.trim().is_empty() {
+        e.push(format!("{at}.groupsClaim"), "must not be empty; the default is groups");
+    }
+}
+
+fn regex_policy(at: &str, r: &RegexPolicy, e: &mut Errors) {
+    if r.target_claim.trim().is_empty() {
+        e.push(format!("{at}.targetClaim"), "must name the claim the pattern is matched against");
+    }
+    if r.pattern.is_empty() {
+        e.push(format!("{at}.pattern"), "must not be empty");
+    }
+}
+
+/// What each aggregate includes: known policies, not itself, no cycle. `names`: every policy's name.
+fn aggregate_policies(base: &str, p: &AuthzPolicies, names: &BTreeSet<&str>, e: &mut Errors) {
     for (i, a) in p.aggregate_policies.iter().enumerate() {
         let at = format!("{base}.aggregatePolicies[{i}].policies");
         subjects(&at, &a.policies, "policy", e);
-        known(&at, &a.policies, Some(&names), "policy", "authorizationSettings.policies", e);
+        known(&at, &a.policies, Some(names), "policy", "authorizationSettings.policies", e);
         if a.policies.contains(&a.name) {
             e.push(at, format!("aggregate policy {:?} must not include itself", a.name));
         }
     }
     aggregate_cycles(p, e);
-    names
 }
 
 fn policy_names(p: &AuthzPolicies) -> BTreeSet<&str> {

@@ -263,24 +263,24 @@ async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileEr
             let tries = ctx.failures.lock().map(|f| f.get(&key).copied().unwrap_or(0)).unwrap_or(0);
             let previous = kc.status.as_ref().and_then(|s| s.reason.as_deref());
             let e = super::rejected::rejected_request(&e, tries, previous, &kc.spec.client_id).unwrap_or(e);
-            let (phase, action) = if e.is_transient() {
-                (Phase::Degraded, None)
-            } else {
-                // Blocked: retried when the object, its realm or its Secret changes, and at resync.
-                (Phase::Failed, Some(Action::requeue(ctx.resync)))
-            };
+            let phase = error_phase(&e);
             let message = e.to_string();
             let wrote =
                 write_status(ctx, &facts.current(kc), facts.status(kc, phase, e.reason(), message.clone())).await?;
             if wrote {
                 publish(ctx, kc, EventType::Warning, e.reason(), message).await;
             }
-            match action {
-                Some(a) => Ok(a),
-                None => Err(e),
-            }
+            // Failed: retried when the object, its realm or its Secret changes, and at resync; Degraded:
+            // with backoff (or Keycloak's Retry-After), see `error_policy`.
+            if phase == Phase::Failed { Ok(Action::requeue(ctx.resync)) } else { Err(e) }
         }
     }
+}
+
+/// The phase an error leaves: Degraded when retrying without any change can help, Failed when someone
+/// must act first.
+fn error_phase(e: &ReconcileError) -> Phase {
+    if e.is_transient() { Phase::Degraded } else { Phase::Failed }
 }
 
 /// Bring Keycloak and the Secret in line with the spec, step by step: validate → resolve → find the
@@ -492,16 +492,8 @@ async fn publish_secrets(
     let mut written = Vec::new();
     let own_ns = kc.namespace().unwrap_or_default();
     if kc.spec.manage_secret {
-        let secret_name = kc.secret_name();
-        let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
-        let out = OutputSecret {
-            name: &secret_name,
-            namespace: &own_ns,
-            field: "spec.secretName".into(),
-            labels: meta.labels,
-            annotations: meta.annotations,
-        };
-        if ensure_secret(ctx, kc, &out, &render_credentials(credentials)).await? {
+        let (secret_name, wrote) = publish_managed_secret(ctx, kc, &own_ns, credentials).await?;
+        if wrote {
             written.push(secret_name.clone());
         }
         facts.secret = Some(secret_name);
@@ -545,6 +537,26 @@ async fn publish_secrets(
         return Err(ReconcileError::blocked("CredentialsNotAccepted", refused.join("; ")));
     }
     Ok(written)
+}
+
+/// The managed Secret (`spec.secretName`, in the object's namespace): its name and whether kco wrote it.
+async fn publish_managed_secret(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    own_ns: &str,
+    credentials: &Credentials,
+) -> Result<(String, bool), ReconcileError> {
+    let secret_name = kc.secret_name();
+    let meta = kc.spec.secret_metadata.clone().unwrap_or_default();
+    let out = OutputSecret {
+        name: &secret_name,
+        namespace: own_ns,
+        field: "spec.secretName".into(),
+        labels: meta.labels,
+        annotations: meta.annotations,
+    };
+    let wrote = ensure_secret(ctx, kc, &out, &render_credentials(credentials)).await?;
+    Ok((secret_name, wrote))
 }
 
 /// What a successful converge leaves for the caller: an Event to publish, and how soon the next
@@ -725,9 +737,154 @@ async fn publish(ctx: &Context, kc: &KeycloakClient, type_: EventType, reason: &
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A KeycloakClient at generation 2 whose status says what an earlier reconcile found.
+    fn with_status(status: Value, rotation: bool) -> KeycloakClient {
+        serde_json::from_value(json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakClient",
+            "metadata": {"name": "svc", "namespace": "team-a", "generation": 2},
+            "spec": {"clientId": "svc", "realmRef": {"name": "realm"},
+                     "secretRotation": {"enabled": rotation, "rotationPeriod": "30d"}},
+            "status": status,
+        }))
+        .expect("a KeycloakClient")
+    }
+
+    fn earlier() -> Value {
+        json!({
+            "phase": "Ready", "reason": "Reconciled", "message": "in sync", "observedGeneration": 1,
+            "internalId": "id-1", "realm": "realm", "keycloakInstance": "kc/main", "credentialsSecret": "svc-credentials",
+            "endpoints": Endpoints::for_realm("https://kc", "realm"),
+            "authorizationGranted": true, "authorizationMessage": "granted", "createdRoles": ["reader"],
+            "appliedMappers": ["m"], "lastHealthCheck": "t0", "lastUpdated": "t0", "lastReconcileEventTime": "t0",
+            "lastRotation": "2026-01-01T00:00:00Z", "nextRotation": "2026-01-31T00:00:00Z", "regeneratedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "in sync",
+                            "lastTransitionTime": "t0"}],
+            "remoteSecrets": ["mlflow/svc"],
+        })
+    }
+
+    #[test]
+    fn status_keeps_what_this_reconcile_did_not_learn() {
+        let kc = with_status(earlier(), true);
+        let prev = kc.status.clone().expect("status");
+        let s = StatusFacts::default().status(&kc, Phase::Failed, "RealmNotFound", "no realm".into());
+        assert_eq!(
+            (s.phase, s.reason.as_deref(), s.message.as_deref()),
+            (Some(Phase::Failed), Some("RealmNotFound"), Some("no realm"))
+        );
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!((s.client_id.as_deref(), s.public_client), (Some("svc"), Some(false)));
+        assert_eq!(s.internal_id, prev.internal_id);
+        assert_eq!(s.realm, prev.realm);
+        assert_eq!(s.keycloak_instance, prev.keycloak_instance);
+        assert_eq!(s.endpoints, prev.endpoints);
+        assert_eq!((s.authorization_granted, &s.authorization_message), (Some(true), &prev.authorization_message));
+        assert_eq!((&s.created_roles, &s.applied_mappers), (&prev.created_roles, &prev.applied_mappers));
+        assert_eq!((&s.last_health_check, &s.last_updated), (&prev.last_health_check, &prev.last_updated));
+        assert_eq!(s.last_reconcile_event_time, prev.last_reconcile_event_time);
+        assert_eq!((&s.last_rotation, &s.next_rotation), (&prev.last_rotation, &prev.next_rotation));
+        assert_eq!(s.regenerated_generation, Some(1));
+        assert_eq!((&s.conditions, &s.remote_secrets), (&prev.conditions, &prev.remote_secrets));
+        // The managed Secret is named only when this reconcile wrote or checked it.
+        assert_eq!(s.credentials_secret, None);
+    }
+
+    #[test]
+    fn status_says_what_this_reconcile_learned() {
+        let kc = with_status(earlier(), true);
+        let next = "2026-03-01T02:00:00Z".parse().expect("a timestamp");
+        let facts = StatusFacts {
+            realm: Some("other".into()),
+            internal_id: Some("id-2".into()),
+            granted: Some((false, "not granted".into())),
+            secret: Some("svc-credentials".into()),
+            roles: Some(vec![]),
+            next_rotation: Some(next),
+            regenerated_generation: Some(Some(2)),
+            changed_at: Some(next),
+            remote_secrets: Some(vec![]),
+            ..Default::default()
+        };
+        let s = facts.status(&kc, Phase::Ready, "Reconciled", "in sync".into());
+        assert_eq!((s.realm.as_deref(), s.internal_id.as_deref()), (Some("other"), Some("id-2")));
+        assert_eq!((s.authorization_granted, s.authorization_message.as_deref()), (Some(false), Some("not granted")));
+        assert_eq!(s.credentials_secret.as_deref(), Some("svc-credentials"));
+        assert_eq!(s.created_roles, Some(vec![]));
+        assert_eq!(s.next_rotation.as_deref(), Some("2026-03-01T02:00:00Z"));
+        assert_eq!(s.last_reconcile_event_time.as_deref(), Some("2026-03-01T02:00:00Z"));
+        assert_eq!(s.regenerated_generation, Some(2));
+        assert!(s.remote_secrets.is_empty());
+    }
+
+    #[test]
+    fn next_rotation_is_cleared_when_rotation_is_off_and_regenerated_generation_only_by_a_decision() {
+        let kc = with_status(earlier(), false);
+        let next = "2026-03-01T02:00:00Z".parse().expect("a timestamp");
+        let facts = StatusFacts { next_rotation: Some(next), ..Default::default() };
+        let s = facts.status(&kc, Phase::Ready, "Reconciled", "in sync".into());
+        assert_eq!(s.next_rotation, None, "no next rotation while rotation is disabled");
+        assert_eq!(s.last_rotation.as_deref(), Some("2026-01-01T00:00:00Z"), "the last one stays");
+        // `None`: not decided here, keep; `Some(None)`: decided that no regeneration is recorded.
+        assert_eq!(s.regenerated_generation, Some(1));
+        let facts = StatusFacts { regenerated_generation: Some(None), ..Default::default() };
+        assert_eq!(facts.status(&kc, Phase::Ready, "Reconciled", "in sync".into()).regenerated_generation, None);
+    }
+
+    fn applied(created: bool, changed: &[&str]) -> Applied {
+        Applied {
+            internal_id: "id-1".into(),
+            observed: None,
+            created,
+            wrote: created || !changed.is_empty(),
+            changed_fields: changed.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_event_of_an_apply_created_updated_drift_or_none() {
+        let generation_2 = with_status(json!({"observedGeneration": 2}), false);
+        let generation_1 = with_status(json!({"observedGeneration": 1}), false);
+        assert_eq!(
+            applied(true, &[]).event(&generation_2, "realm"),
+            Some(("Created", "created client svc in realm realm".to_string()))
+        );
+        assert_eq!(applied(false, &[]).event(&generation_1, "realm"), None, "nothing changed: no Event");
+        assert_eq!(
+            applied(false, &["rootUrl", "redirectUris"]).event(&generation_1, "realm"),
+            Some(("Updated", "updated rootUrl, redirectUris".to_string())),
+            "the spec changed since status was written"
+        );
+        assert_eq!(
+            applied(false, &["rootUrl"]).event(&generation_2, "realm"),
+            Some(("DriftReverted", "reverted hand-made changes to rootUrl".to_string())),
+            "same generation: someone changed Keycloak"
+        );
+        let fresh = with_status(Value::Null, false);
+        assert_eq!(applied(false, &["rootUrl"]).event(&fresh, "realm").map(|e| e.0), Some("Updated"));
+    }
+
+    #[test]
+    fn transient_errors_leave_the_object_degraded_the_rest_failed() {
+        use kco_keycloak::{Error, ErrorKind};
+        let keycloak = |kind| ReconcileError::Keycloak(Error::new(kind, "GET client", "x"));
+        let kube = |code: u16| {
+            let status: kube::core::Status = serde_json::from_value(json!({"code": code})).expect("a Status");
+            ReconcileError::Kube(kube::Error::Api(Box::new(status)))
+        };
+        assert_eq!(error_phase(&ReconcileError::blocked("RealmNotFound", "no realm")), Phase::Failed);
+        assert_eq!(error_phase(&ReconcileError::Internal("bug".into())), Phase::Failed);
+        assert_eq!(error_phase(&keycloak(ErrorKind::Unreachable)), Phase::Degraded);
+        assert_eq!(error_phase(&keycloak(ErrorKind::Throttled)), Phase::Degraded);
+        assert_eq!(error_phase(&keycloak(ErrorKind::Forbidden)), Phase::Failed);
+        assert_eq!(error_phase(&kube(409)), Phase::Degraded);
+        assert_eq!(error_phase(&kube(422)), Phase::Failed);
+    }
+
     #[test]
     fn events_about_different_fields_get_different_actions() {
-        use super::event_action;
         let a = event_action("DriftReverted", "reverted hand-made changes to enabled, redirectUris");
         assert_eq!(a, "Revert enabled, redirectUris");
         assert_ne!(a, event_action("DriftReverted", "reverted hand-made changes to serviceAccountRoles.realmRoles"));

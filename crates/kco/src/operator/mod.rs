@@ -116,40 +116,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &synced,
     );
 
-    let instance_store = instances.clone();
-    let instance_controller = Controller::for_stream(instance_events, instances)
-        // A change to an instance's admin Secret (a rotated password) or CA Secret re-checks it,
-        // and so rebuilds its admin client, within seconds.
-        .watches_stream(secret_events_for_instances, move |secret: PartialObjectMeta<Secret>| {
-            let ns = secret.namespace().unwrap_or_default();
-            let name = secret.name_any();
-            instance_store
-                .state()
-                .into_iter()
-                .filter(move |i| i.namespace().as_deref() == Some(ns.as_str()) && instance::uses_secret(i, &name))
-                .map(|i| ObjectRef::from_obj(&*i))
-        })
-        .shutdown_on_signal()
-        .run(
-            |o, c| async move {
-                let key = format!("KeycloakInstance {}/{}", o.namespace().unwrap_or_default(), o.name_any());
-                catch_panic(&key, instance::reconcile(o, c)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
-            },
-            instance::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let realm_controller = Controller::for_stream(realm_events, realms)
-        .shutdown_on_signal()
-        .run(
-            |o, c| async move {
-                let key = format!("KeycloakRealm {}/{}", o.namespace().unwrap_or_default(), o.name_any());
-                catch_panic(&key, realm::reconcile(o, c)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
-            },
-            realm::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let instance_controller = instance_controller(instance_events, instances, secret_events_for_instances, ctx.clone());
+    let realm_controller = realm_controller(realm_events, realms, ctx.clone());
     // No limit here: the per-instance gates (`Context::gates`) bound the Keycloak work, fairly by
     // namespace; a limit at this level would serve the queue first come, first served.
     let mut watch = watcher::Config::default();
@@ -157,62 +125,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         watch = watch.labels(selector);
     }
     let controller = synced_controller(scoped::<GuardedClient>(&client, ns), watch, synced);
-    let store = controller.store();
-    let _ = ctx.clients.set(store.clone());
-    let secret_store = store.clone();
-    let all_clients = store.clone();
-    let client_controller = controller
-        // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
-        // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
-        // change to a user-owned secret reaches Keycloak within seconds.
-        // Metadata only: the mapper needs names and owners, never the values of every Secret.
-        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
-            let ns = secret.namespace().unwrap_or_default();
-            let name = secret.name_any();
-            let owners: Vec<String> = secret
-                .owner_references()
-                .iter()
-                .filter(|o| o.kind == "KeycloakClient" && o.api_version.starts_with(GROUP))
-                .map(|o| o.uid.clone())
-                .collect();
-            secret_store
-                .state()
-                .into_iter()
-                .filter(move |c| {
-                    c.namespace().as_deref() == Some(ns.as_str())
-                        && (c.uid().is_some_and(|u| owners.contains(&u))
-                            || c.spec().and_then(|s| s.client_secret.as_ref()).is_some_and(|r| r.name == name))
-                })
-                .map(|c| ObjectRef::from_obj(&*c))
-        })
-        // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
-        .watches_stream(realm_events_for_clients, move |realm: KeycloakRealm| {
-            let realm_ns = realm.namespace().unwrap_or_default();
-            let realm_name = realm.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(move |c| {
-                    let ns = c.namespace().unwrap_or_default();
-                    c.spec()
-                        .is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
-                })
-                .map(|c| ObjectRef::from_obj(&*c))
-        })
-        // An instance change (grants, URL, credentials, or reachability flipping in its status)
-        // re-reconciles every client: which realms use the instance is not indexed, and such changes
-        // are rare. A Keycloak that comes back is thus noticed at once instead of at the next backoff.
-        .watches_stream(instance_events_for_clients, move |_: KeycloakInstance| {
-            all_clients.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
-        })
-        .shutdown_on_signal()
-        .run(client::reconcile, client::error_policy, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
-            }
-        });
+    let _ = ctx.clients.set(controller.store());
+    let client_controller =
+        client_controller(controller, secret_events, realm_events_for_clients, instance_events_for_clients, ctx);
     // The controllers end on SIGTERM/SIGINT (after their running reconciles); the watches feeding
     // them never end on their own, so they stop with the controllers (a leader must get to release
     // its Lease).
@@ -233,6 +148,136 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result?;
     tracing::info!("kco operator stopped");
     Ok(())
+}
+
+/// The KeycloakInstance controller: each instance is checked (and its admin client built), again within
+/// seconds when its admin Secret (a rotated password) or CA Secret changes.
+fn instance_controller(
+    events: impl Stream<Item = watcher::Result<KeycloakInstance>> + Send + 'static,
+    instances: reflector::Store<KeycloakInstance>,
+    secret_events: impl Stream<Item = watcher::Result<PartialObjectMeta<Secret>>> + Send + 'static,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let instance_store = instances.clone();
+    Controller::for_stream(events, instances)
+        .watches_stream(secret_events, move |secret| instances_using(&instance_store, &secret))
+        .shutdown_on_signal()
+        .run(|o, c| panic_is_internal("KeycloakInstance", o, c, instance::reconcile), instance::error_policy, ctx)
+        .for_each(|_| async {})
+}
+
+/// The KeycloakRealm controller.
+fn realm_controller(
+    events: impl Stream<Item = watcher::Result<KeycloakRealm>> + Send + 'static,
+    realms: reflector::Store<KeycloakRealm>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send {
+    Controller::for_stream(events, realms)
+        .shutdown_on_signal()
+        .run(|o, c| panic_is_internal("KeycloakRealm", o, c, realm::reconcile), realm::error_policy, ctx)
+        .for_each(|_| async {})
+}
+
+/// `reconcile` of `o` under [`catch_panic`]: a panic fails that object with an internal error.
+async fn panic_is_internal<K, F>(
+    kind: &str,
+    o: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> F,
+) -> Result<Action, ReconcileError>
+where
+    K: ResourceExt,
+    F: std::future::Future<Output = Result<Action, ReconcileError>>,
+{
+    let key = format!("{kind} {}/{}", o.namespace().unwrap_or_default(), o.name_any());
+    catch_panic(&key, reconcile(o, ctx)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
+}
+
+/// The KeycloakClient controller, and what else triggers a client's reconcile.
+fn client_controller(
+    controller: Controller<GuardedClient>,
+    secret_events: impl Stream<Item = watcher::Result<PartialObjectMeta<Secret>>> + Send + 'static,
+    realm_events: impl Stream<Item = watcher::Result<KeycloakRealm>> + Send + 'static,
+    instance_events: impl Stream<Item = watcher::Result<KeycloakInstance>> + Send + 'static,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let store = controller.store();
+    let secret_store = store.clone();
+    let all_clients = store.clone();
+    controller
+        // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
+        // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
+        // change to a user-owned secret reaches Keycloak within seconds.
+        // Metadata only: the mapper needs names and owners, never the values of every Secret.
+        .watches_stream(secret_events, move |secret| clients_of_secret(&secret_store, &secret))
+        // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
+        .watches_stream(realm_events, move |realm| clients_of_realm(&store, &realm))
+        // An instance change (grants, URL, credentials, or reachability flipping in its status)
+        // re-reconciles every client: which realms use the instance is not indexed, and such changes
+        // are rare. A Keycloak that comes back is thus noticed at once instead of at the next backoff.
+        .watches_stream(instance_events, move |_: KeycloakInstance| {
+            all_clients.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
+        })
+        .shutdown_on_signal()
+        .run(client::reconcile, client::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        })
+}
+
+/// The KeycloakInstances of the Secret's namespace that use it (admin credentials or CA bundle).
+fn instances_using(
+    instances: &reflector::Store<KeycloakInstance>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<KeycloakInstance>> {
+    let name = secret.name_any();
+    in_namespace(instances, secret, |i| instance::uses_secret(i, &name))
+}
+
+/// The KeycloakClients a Secret concerns: the one that owns it and those that take their secret from it.
+fn clients_of_secret(
+    clients: &reflector::Store<GuardedClient>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<GuardedClient>> {
+    let name = secret.name_any();
+    let owners: Vec<String> = secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "KeycloakClient" && o.api_version.starts_with(GROUP))
+        .map(|o| o.uid.clone())
+        .collect();
+    in_namespace(clients, secret, |c| {
+        c.uid().is_some_and(|u| owners.contains(&u))
+            || c.spec().and_then(|s| s.client_secret.as_ref()).is_some_and(|r| r.name == name)
+    })
+}
+
+/// The objects of `store` in the namespace of `of` that `keep` accepts.
+fn in_namespace<K>(store: &reflector::Store<K>, of: &impl ResourceExt, keep: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let ns = of.namespace().unwrap_or_default();
+    let here = |o: &K| o.namespace().as_deref() == Some(ns.as_str());
+    store.state().into_iter().filter(|o| here(o) && keep(o)).map(|o| ObjectRef::from_obj(&*o)).collect()
+}
+
+/// The KeycloakClients whose realmRef names the realm.
+fn clients_of_realm(clients: &reflector::Store<GuardedClient>, realm: &KeycloakRealm) -> Vec<ObjectRef<GuardedClient>> {
+    let realm_ns = realm.namespace().unwrap_or_default();
+    let realm_name = realm.name_any();
+    clients
+        .state()
+        .into_iter()
+        .filter(|c| {
+            let ns = c.namespace().unwrap_or_default();
+            c.spec().is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
+        })
+        .map(|c| ObjectRef::from_obj(&*c))
+        .collect()
 }
 
 /// Run one reconcile so that a panic in it fails that object instead of the process: the panic's
@@ -410,6 +455,75 @@ mod tests {
         for bad in ["5 minutes", "m", "90", "0s", "-5m", "99999999999999999999d"] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
+    }
+
+    fn store_of<K>(objects: Vec<serde_json::Value>) -> reflector::Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + 'static,
+    {
+        let (reader, mut writer) = reflector::store::<K>();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(serde_json::from_value(o).expect("an object")));
+        }
+        reader
+    }
+
+    fn client(ns: &str, name: &str, spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient",
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")}, "spec": spec})
+    }
+
+    fn names<K: kube::Resource<DynamicType = ()>>(refs: Vec<ObjectRef<K>>) -> Vec<String> {
+        let mut v: Vec<String> =
+            refs.into_iter().map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name)).collect();
+        v.sort();
+        v
+    }
+
+    fn secret(ns: &str, name: &str, owner_uid: Option<&str>) -> PartialObjectMeta<Secret> {
+        let owners = owner_uid.map(
+            |uid| serde_json::json!([{"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "name": "x", "uid": uid}]),
+        );
+        serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "ownerReferences": owners}}))
+        .expect("a Secret's metadata")
+    }
+
+    #[test]
+    fn a_secret_triggers_its_owner_and_the_clients_that_take_their_secret_from_it_in_its_namespace() {
+        let realm = serde_json::json!({"name": "r"});
+        let clients: reflector::Store<GuardedClient> = store_of(vec![
+            client("a", "owner", serde_json::json!({"clientId": "o", "realmRef": realm})),
+            client(
+                "a",
+                "user",
+                serde_json::json!({"clientId": "u", "realmRef": realm, "clientSecret": {"name": "s", "key": "k"}}),
+            ),
+            client(
+                "b",
+                "elsewhere",
+                serde_json::json!({"clientId": "e", "realmRef": realm, "clientSecret": {"name": "s", "key": "k"}}),
+            ),
+            client("a", "other", serde_json::json!({"clientId": "x", "realmRef": realm})),
+        ]);
+        assert_eq!(names(clients_of_secret(&clients, &secret("a", "s", Some("uid-owner")))), ["a/owner", "a/user"]);
+        assert_eq!(names(clients_of_secret(&clients, &secret("a", "unrelated", None))), Vec::<String>::new());
+        assert_eq!(names(clients_of_secret(&clients, &secret("b", "s", Some("uid-owner")))), ["b/elsewhere"]);
+    }
+
+    #[test]
+    fn a_realm_triggers_the_clients_whose_realm_ref_names_it() {
+        let clients: reflector::Store<GuardedClient> = store_of(vec![
+            client("a", "same-ns", serde_json::json!({"clientId": "1", "realmRef": {"name": "r"}})),
+            client("b", "cross-ns", serde_json::json!({"clientId": "2", "realmRef": {"name": "r", "namespace": "a"}})),
+            client("b", "own-ns", serde_json::json!({"clientId": "3", "realmRef": {"name": "r"}})),
+            client("a", "other-realm", serde_json::json!({"clientId": "4", "realmRef": {"name": "q"}})),
+        ]);
+        let realm: KeycloakRealm = serde_json::from_value(serde_json::json!({"apiVersion": "kco.dev/v1",
+            "kind": "KeycloakRealm", "metadata": {"name": "r", "namespace": "a"},
+            "spec": {"realmName": "r", "instanceRef": {"name": "kc"}}}))
+        .expect("a KeycloakRealm");
+        assert_eq!(names(clients_of_realm(&clients, &realm)), ["a/same-ns", "b/cross-ns"]);
     }
 
     #[test]

@@ -71,6 +71,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// Whether kco itself wrote this version (resourceVersion `rv`) of Secret `ns/name`: its watch
+    /// event is then an echo of kco's own write, not a reason to reconcile.
+    pub fn wrote_secret_version(&self, ns: &str, name: &str, rv: Option<&str>) -> bool {
+        let Some(rv) = rv else { return false };
+        self.written_secrets.lock().is_ok_and(|w| w.get(&format!("{ns}/{name}")).is_some_and(|(r, _)| r == rv))
+    }
+
     pub fn new(
         kube: Client,
         resync: Duration,

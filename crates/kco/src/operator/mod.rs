@@ -204,12 +204,19 @@ fn client_controller(
     let store = controller.store();
     let secret_store = store.clone();
     let all_clients = store.clone();
+    let echoes = ctx.clone();
     controller
         // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
         // hand is put back) and every client that takes its secret from it (spec.clientSecret), so a
-        // change to a user-owned secret reaches Keycloak within seconds.
-        // Metadata only: the mapper needs names and owners, never the values of every Secret.
-        .watches_stream(secret_events, move |secret| clients_of_secret(&secret_store, &secret))
+        // change to a user-owned secret reaches Keycloak within seconds. The echo of kco's own write
+        // is not a change. Metadata only: the mapper needs names and owners, never the values.
+        .watches_stream(secret_events, move |secret| {
+            let (ns, rv) = (secret.namespace().unwrap_or_default(), secret.resource_version());
+            if echoes.wrote_secret_version(&ns, &secret.name_any(), rv.as_deref()) {
+                return Vec::new();
+            }
+            clients_of_secret(&secret_store, &secret)
+        })
         // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
         .watches_stream(realm_events, move |realm| clients_of_realm(&store, &realm))
         // An instance change (grants, URL, credentials, or reachability flipping in its status)
@@ -336,8 +343,24 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = synced.track(watcher(api, config).default_backoff(), false).reflect(writer).applied_objects();
+    let stream = synced
+        .track(watcher(api, config).default_backoff(), false)
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(reconcile_worthy, kube::runtime::PredicateConfig::default());
     Controller::for_stream(stream, reader)
+}
+
+/// What in an object starts a reconcile when it changes: the spec (generation), labels,
+/// annotations, finalizers and deletion. Not its status: kco writes that itself, and reconciling
+/// again after each of its own status writes would double every create's Keycloak reads. (Drift is
+/// caught by the resync, Secrets, realms and instances by their own watches.)
+fn reconcile_worthy<K: kube::Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let m = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&m.uid, m.generation, &m.labels, &m.annotations, &m.finalizers, m.deletion_timestamp.is_some()).hash(&mut h);
+    Some(h.finish())
 }
 
 /// Room for this many events per consumer before a shared watch waits for the slowest one.
@@ -524,6 +547,35 @@ mod tests {
             "spec": {"realmName": "r", "instanceRef": {"name": "kc"}}}))
         .expect("a KeycloakRealm");
         assert_eq!(names(clients_of_realm(&clients, &realm)), ["a/same-ns", "b/cross-ns"]);
+    }
+
+    #[test]
+    fn only_changes_kco_did_not_write_start_a_reconcile() {
+        let base: KeycloakRealm = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakRealm",
+            "metadata": {"name": "r", "namespace": "n", "uid": "u", "generation": 1},
+            "spec": {"realmName": "r", "instanceRef": {"name": "i"}}
+        }))
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let same = reconcile_worthy(&base);
+        let mut status_only = base.clone();
+        status_only.metadata.resource_version = Some("2".into());
+        status_only.status = Some(Default::default());
+        assert_eq!(reconcile_worthy(&status_only), same, "a status write is not a reason");
+        for change in [
+            |o: &mut KeycloakRealm| o.metadata.generation = Some(2),
+            |o: &mut KeycloakRealm| o.metadata.finalizers = Some(vec!["kco.dev/cleanup".into()]),
+            |o: &mut KeycloakRealm| o.metadata.annotations = Some([("kco.dev/adopt".into(), "true".into())].into()),
+            |o: &mut KeycloakRealm| o.metadata.labels = Some([("team".into(), "a".into())].into()),
+            |o: &mut KeycloakRealm| {
+                o.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH))
+            },
+        ] {
+            let mut changed = base.clone();
+            change(&mut changed);
+            assert_ne!(reconcile_worthy(&changed), same);
+        }
     }
 
     #[test]

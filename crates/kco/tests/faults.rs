@@ -61,7 +61,8 @@ async fn slow_and_flaky_keycloak_converges_with_bounded_retries() {
     let op = Operator::start(KCO, &ns, &["--resync", "30m"]).await;
     let names = names("slow", n);
     apply_all(&env, &ns, &names).await;
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(900)).await;
+    // Every request takes 2 s and kco talks to one Keycloak 8 reconciles at a time.
+    wait_all_ready(&env, &ns, &names, Duration::from_secs(120 + 4 * n as u64)).await;
     env.audit(&ns, &ns, "slow-", &names).await;
 
     // Bounded: a healthy create of this client takes about 10 Keycloak requests; retries after
@@ -133,7 +134,7 @@ async fn operator_sigkilled_at_random_points_converges() {
             kills.push(after);
         }
         let _op = Operator::start(KCO, &ns, &["--resync", "30m"]).await;
-        wait_all_ready(&env, &ns, &names, Duration::from_secs(600)).await;
+        wait_all_ready(&env, &ns, &names, Duration::from_secs(300 + n as u64)).await;
         env.audit(&ns, &ns, &format!("{prefix}-"), &names).await;
         eprintln!("seed {seed}: {n} clients, SIGKILL after {kills:?} of each run; converged, nothing lost");
     }

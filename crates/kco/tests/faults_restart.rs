@@ -73,7 +73,7 @@ async fn keycloak_killed_while_clients_are_created_then_restarted() {
     .await;
     let before = ready_count(&env, &ns, &names).await;
     restart("keycloak").await;
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(900)).await;
+    wait_all_ready(&env, &ns, &names, Duration::from_secs(600 + 2 * n as u64)).await;
     env.audit(&ns, &ns, "kcdown-", &names).await;
     eprintln!("Keycloak SIGKILLed with {before}/{n} clients Ready, restarted; all {n} Ready, nothing lost");
 }
@@ -100,7 +100,7 @@ async fn kube_apiserver_restarted_mid_run() {
     for name in second {
         env.apply(&ns, audited_client(name)).await;
     }
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(600)).await;
+    wait_all_ready(&env, &ns, &names, Duration::from_secs(300 + 2 * n as u64)).await;
     env.audit(&ns, &ns, "apidown-", &names).await;
     // No duplicate writes: each client costs kco three Keycloak writes (client, role, grant).
     let writes = op.keycloak_writes().await;

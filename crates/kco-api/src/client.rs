@@ -231,6 +231,11 @@ pub struct ClientSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = cel::seconds())]
     pub client_session_max_lifespan: Option<i64>,
+    /// Seconds an offline session of this client may live at most (Keycloak's "Client Offline
+    /// Session Max"); omitted means the realm's value. A kco addition to the reference's fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = cel::seconds())]
+    pub offline_session_max_lifespan: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkce_code_challenge_method: Option<PkceMethod>,
 }
@@ -254,6 +259,7 @@ impl Default for ClientSettings {
             refresh_token_lifespan: None,
             client_session_idle_timeout: None,
             client_session_max_lifespan: None,
+            offline_session_max_lifespan: None,
             pkce_code_challenge_method: None,
         }
     }

@@ -276,7 +276,7 @@ pub fn typed_attributes(spec: &KeycloakClientSpec) -> Vec<(&'static str, &'stati
 
 /// The settings that are a number of seconds, as (attribute, spec field, value): rows of
 /// [`typed_attributes`], and the fields `validate` checks the range of (0 to `i32::MAX`).
-pub fn seconds_settings(s: &ClientSettings) -> [(&'static str, &'static str, Option<i64>); 4] {
+pub fn seconds_settings(s: &ClientSettings) -> [(&'static str, &'static str, Option<i64>); 5] {
     [
         ("access.token.lifespan", "settings.accessTokenLifespan", s.access_token_lifespan),
         // Keycloak has no per-client refresh-token lifespan of its own; the offline-session idle
@@ -284,5 +284,6 @@ pub fn seconds_settings(s: &ClientSettings) -> [(&'static str, &'static str, Opt
         ("client.offline.session.idle.timeout", "settings.refreshTokenLifespan", s.refresh_token_lifespan),
         ("client.session.idle.timeout", "settings.clientSessionIdleTimeout", s.client_session_idle_timeout),
         ("client.session.max.lifespan", "settings.clientSessionMaxLifespan", s.client_session_max_lifespan),
+        ("client.offline.session.max.lifespan", "settings.offlineSessionMaxLifespan", s.offline_session_max_lifespan),
     ]
 }

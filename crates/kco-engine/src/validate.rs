@@ -1101,6 +1101,15 @@ mod tests {
         // The list postLogoutRedirectUris is unmanaged when omitted: the raw attribute is the user's.
         accepted(json!({"attributes": {"post.logout.redirect.uris": "https://a"}}));
         refused(json!({"settings": {"accessTokenLifespan": -1}}), "spec.settings.accessTokenLifespan: -1 is negative");
+        refused(
+            json!({"settings": {"offlineSessionMaxLifespan": -5}}),
+            "spec.settings.offlineSessionMaxLifespan: -5 is negative",
+        );
+        refused(
+            json!({"settings": {"offlineSessionMaxLifespan": 60},
+                   "attributes": {"client.offline.session.max.lifespan": "90"}}),
+            "conflicts with spec.settings.offlineSessionMaxLifespan",
+        );
     }
 
     #[test]

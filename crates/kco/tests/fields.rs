@@ -106,7 +106,7 @@ async fn oidc_settings_mappers_scopes_attributes_and_flows_set_change_and_remove
             "settings": {"clientAuthenticatorType": "client-jwt", "consentRequired": true,
                 "displayOnConsentScreen": false, "includeInTokenScope": false,
                 "accessTokenLifespan": 300, "clientSessionIdleTimeout": 600, "clientSessionMaxLifespan": 3600,
-                "refreshTokenLifespan": 1200, "pkceCodeChallengeMethod": "S256"},
+                "refreshTokenLifespan": 1200, "offlineSessionMaxLifespan": 7200, "pkceCodeChallengeMethod": "S256"},
             "protocolMappers": [{"name": "tenant", "protocolMapper": "oidc-hardcoded-claim-mapper",
                 "config": {"claim.name": "tenant", "claim.value": "a", "access.token.claim": "true", "jsonType.label": "String"}}],
             "defaultClientScopes": ["profile"], "optionalClientScopes": ["email"],
@@ -129,6 +129,7 @@ async fn oidc_settings_mappers_scopes_attributes_and_flows_set_change_and_remove
     assert_eq!(a["client.session.idle.timeout"], "600");
     assert_eq!(a["client.session.max.lifespan"], "3600");
     assert_eq!(a["client.offline.session.idle.timeout"], "1200");
+    assert_eq!(a["client.offline.session.max.lifespan"], "7200");
     assert_eq!(a["pkce.code.challenge.method"], "S256");
     assert_eq!((a["team"].as_str(), a["tier"].as_str()), (Some("a"), Some("gold")));
     let m = mapper(&c, "tenant").expect("mapper tenant");
@@ -160,7 +161,7 @@ async fn oidc_settings_mappers_scopes_attributes_and_flows_set_change_and_remove
             "settings": {"clientAuthenticatorType": "client-secret-jwt", "consentRequired": false,
                 "displayOnConsentScreen": true, "includeInTokenScope": true,
                 "accessTokenLifespan": 301, "clientSessionIdleTimeout": 601, "clientSessionMaxLifespan": 3601,
-                "refreshTokenLifespan": 1201, "pkceCodeChallengeMethod": "plain"},
+                "refreshTokenLifespan": 1201, "offlineSessionMaxLifespan": 7201, "pkceCodeChallengeMethod": "plain"},
             "protocolMappers": [
                 {"name": "tenant", "protocolMapper": "oidc-hardcoded-claim-mapper",
                  "config": {"claim.name": "tenant", "claim.value": "b", "access.token.claim": "true", "jsonType.label": "String"}},
@@ -186,6 +187,7 @@ async fn oidc_settings_mappers_scopes_attributes_and_flows_set_change_and_remove
     assert_eq!(a["client.session.idle.timeout"], "601");
     assert_eq!(a["client.session.max.lifespan"], "3601");
     assert_eq!(a["client.offline.session.idle.timeout"], "1201");
+    assert_eq!(a["client.offline.session.max.lifespan"], "7201");
     assert_eq!(a["pkce.code.challenge.method"], "plain");
     assert_eq!(a["team"], "b");
     assert!(unset(&a["tier"]), "a key dropped from spec.attributes is removed: {a}");
@@ -219,6 +221,7 @@ async fn oidc_settings_mappers_scopes_attributes_and_flows_set_change_and_remove
         "client.session.idle.timeout",
         "client.session.max.lifespan",
         "client.offline.session.idle.timeout",
+        "client.offline.session.max.lifespan",
         "pkce.code.challenge.method",
         "team",
     ] {

@@ -43,7 +43,7 @@ async fn a_busy_namespace_does_not_starve_a_quiet_one() {
         Operator::start_all_namespaces(KCO, &["--selector", &selector, "--resync", "30m", "--concurrency", "4"]).await;
 
     // Invalid objects at volume first: each is refused by validation (Failed), before any Keycloak work.
-    let invalid = n / 3;
+    let invalid = n / 2; // 1,000 with --long
     for i in 0..invalid {
         let spec = json!({"clientId": format!("bad-{i}"), "realmRef": {"name": "realm"},
                           "additionalSecrets": [{"name": "app-oidc", "keys": {"CLIENT ID": "{{clientId}}"}}]});

@@ -156,3 +156,61 @@ async fn a_replaced_service_account_user_is_found_and_granted_again() {
     );
     op.stop().await;
 }
+
+/// Where no admin-role guard needs each granted role's composites fresh (allowAdminRoleGrants),
+/// a role's id is remembered: the second client's grant reads nothing. A role deleted and made
+/// again has a new id; the grant with the old one answers 404, and kco reads the role once more.
+#[tokio::test]
+async fn a_granted_role_is_read_once_and_again_when_it_was_replaced() {
+    let env = Env::connect().await;
+    let ns = env.namespace("rq").await;
+    env.audited_realm(&ns).await;
+    env.keycloak_setup(&ns, &ns).await;
+    env.apply(
+        &ns,
+        json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
+            "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": [ns],
+                     "allowAdminRoleGrants": true}
+        }),
+    )
+    .await;
+    let op = Operator::start(KCO, &ns, &["--resync", "10m"]).await;
+    let role_reads = || op.counter("kco_keycloak_requests", &[("method", "GET"), ("kind", "role")]);
+    let grants = || op.counter("kco_keycloak_requests", &[("method", "POST"), ("kind", "role-mapping")]);
+    let has_role = |name: &'static str| {
+        let (env, ns) = (&env, &ns);
+        async move {
+            let st = env.client_status(ns, name).await;
+            let (_, granted) = service_account_grants(env, ns, st["internalId"].as_str().unwrap()).await;
+            granted.iter().any(|r| r == AUDIT_REALM_ROLE)
+        }
+    };
+
+    env.apply(&ns, audited_client("first")).await;
+    env.wait_phase(&ns, "first", "Ready", Duration::from_secs(120)).await;
+    assert!(has_role("first").await);
+    assert_eq!((role_reads().await, grants().await), (1, 1), "the first grant reads the role");
+
+    env.apply(&ns, audited_client("second")).await;
+    env.wait_phase(&ns, "second", "Ready", Duration::from_secs(120)).await;
+    assert!(has_role("second").await);
+    assert_eq!((role_reads().await, grants().await), (1, 2), "the second grant reuses the role's id");
+
+    // By hand, in Keycloak: the role deleted and made again (same name, new id).
+    let old = env.keycloak_get(&format!("{ns}/roles/{AUDIT_REALM_ROLE}")).await.unwrap();
+    env.keycloak_send(reqwest::Method::DELETE, &format!("{ns}/roles/{AUDIT_REALM_ROLE}"), None).await;
+    env.keycloak_send(reqwest::Method::POST, &format!("{ns}/roles"), Some(json!({"name": AUDIT_REALM_ROLE}))).await;
+    let new = env.keycloak_get(&format!("{ns}/roles/{AUDIT_REALM_ROLE}")).await.unwrap();
+    assert_ne!(old["id"], new["id"]);
+
+    env.apply(&ns, audited_client("third")).await;
+    env.wait_phase(&ns, "third", "Ready", Duration::from_secs(120)).await;
+    assert!(has_role("third").await);
+    assert_eq!(
+        (role_reads().await, grants().await),
+        (2, 4),
+        "the grant with the old id answered 404; the role was read again and the grant made with its new id"
+    );
+    op.stop().await;
+}

@@ -318,8 +318,18 @@ impl KeycloakAdmin {
     }
 
     /// Set the client's secret to `secret` (GET → merge → PUT: nothing else on the client changes).
-    pub async fn set_client_secret(&self, realm: &str, id: &str, secret: &SecretString) -> Result<(), Error> {
-        let rep = self.get(&[realm, "clients", id], &[], "client").await?;
+    /// `read`: the client as the caller read it, when nothing changed it since (saves the GET).
+    pub async fn set_client_secret(
+        &self,
+        realm: &str,
+        id: &str,
+        secret: &SecretString,
+        read: Option<&Value>,
+    ) -> Result<(), Error> {
+        let rep = match read {
+            Some(rep) => rep.clone(),
+            None => self.get(&[realm, "clients", id], &[], "client").await?,
+        };
         let Value::Object(mut rep) = rep else {
             return Err(Error::new(ErrorKind::Protocol, "read client", "the answer is not a client representation"));
         };

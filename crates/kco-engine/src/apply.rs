@@ -1,16 +1,14 @@
 //! apply: carry out a plan against the Keycloak Admin API, one idempotent request per operation;
 //! names (scopes, roles, clients) are resolved to ids only when an operation needs them.
 
-use std::collections::BTreeMap;
-
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kco_keycloak::{Error, ErrorKind, KeycloakAdmin};
 use serde_json::Value;
 
 use crate::error::EngineError;
 use crate::guard;
-use crate::plan::{ClientOperation, ClientPlan};
+use crate::plan::{ClientOperation, ClientPlan, ObservedClient};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyOutcome {
@@ -23,17 +21,29 @@ pub struct ApplyOutcome {
 
 /// Apply `plan` to the client `existing_id` (or create it). Unless `allow_admin_role_grants`, a
 /// service-account grant whose roles reach realm administration through composites is refused
-/// before it is made (the names themselves were checked by `guard::check_against_realm`).
+/// before it is made (the names themselves were checked by `guard::check_against_realm`). What
+/// `observed` (this reconcile's read of the client) learnt on the way is not read again: its
+/// service-account user and the ids of the clients whose roles it holds.
 pub async fn apply_plan(
     kc: &KeycloakAdmin,
     realm: &str,
     plan: &ClientPlan,
     existing_id: Option<&str>,
+    observed: Option<&ObservedClient>,
     allow_admin_role_grants: bool,
 ) -> Result<ApplyOutcome, EngineError> {
     let mut id = existing_id.map(str::to_string);
     let mut created = false;
-    let mut applier = Applier { kc, realm, allow_admin_role_grants, scope_ids: None, sa_user: None };
+    let mut applier = Applier {
+        kc,
+        realm,
+        allow_admin_role_grants,
+        scope_ids: None,
+        sa_user: observed
+            .and_then(|o| o.service_account_user.clone())
+            .map(|id| ServiceAccountUser { id, checked: true }),
+        client_ids: observed.map(|o| o.client_ids.clone()).unwrap_or_default(),
+    };
     for op in &plan.operations {
         if let ClientOperation::CreateClient { representation } = op {
             id = Some(kc.create_client(realm, representation).await?);
@@ -47,13 +57,15 @@ pub async fn apply_plan(
 }
 
 /// One client's operations against one realm, with the lookups they share (the realm's scope ids,
-/// the service-account user) made once.
+/// the service-account user, other clients' ids) made once.
 struct Applier<'a> {
     kc: &'a KeycloakAdmin,
     realm: &'a str,
     allow_admin_role_grants: bool,
     scope_ids: Option<BTreeMap<String, String>>,
-    sa_user: Option<String>,
+    sa_user: Option<ServiceAccountUser>,
+    /// clientId → internal id of the clients whose roles are granted or revoked.
+    client_ids: BTreeMap<String, String>,
 }
 
 impl Applier<'_> {
@@ -86,10 +98,14 @@ impl Applier<'_> {
             DeleteClientRole(name) => {
                 kc.delete(&[realm, "clients", client, "roles", name], None, "client-role").await?
             }
-            GrantRealmRoles(names) => self.realm_roles(client, names, true).await?,
-            RevokeRealmRoles(names) => self.realm_roles(client, names, false).await?,
-            GrantClientRoles { client_id, roles } => self.client_roles(client, client_id, roles, true).await?,
-            RevokeClientRoles { client_id, roles } => self.client_roles(client, client_id, roles, false).await?,
+            GrantRealmRoles(names) => self.service_account_roles(client, None, names, true).await?,
+            RevokeRealmRoles(names) => self.service_account_roles(client, None, names, false).await?,
+            GrantClientRoles { client_id, roles } => {
+                self.service_account_roles(client, Some(client_id), roles, true).await?
+            }
+            RevokeClientRoles { client_id, roles } => {
+                self.service_account_roles(client, Some(client_id), roles, false).await?
+            }
         }
         Ok(())
     }
@@ -117,54 +133,105 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Grant (or revoke) realm roles `names` to the client's service account.
-    async fn realm_roles(&mut self, client: &str, names: &[String], grant: bool) -> Result<(), EngineError> {
-        let (kc, realm) = (self.kc, self.realm);
-        let user = service_account_user(kc, realm, client, &mut self.sa_user).await?;
-        let field = "serviceAccountRoles.realmRoles";
-        let mut reps = Vec::new();
-        for name in names {
-            reps.push(kc.get(&[realm, "roles", name], &[], "role").await.map_err(|e| {
-                missing(e, field, format!("realm {realm} has no role {name:?}; create it or remove it from the list"))
-            })?);
-        }
-        let path = [realm, "users", user.as_str(), "role-mappings", "realm"];
-        self.role_mapping(&path, field, reps, grant).await
-    }
-
-    /// Grant (or revoke) roles `roles` of client `client_id` to the client's service account.
-    async fn client_roles(
+    /// Grant (or revoke) roles `names` of the realm (`client_id` `None`) or of client `client_id` to
+    /// the service account of `client`. The user and the roles' ids may be remembered from an
+    /// earlier reconcile: when the mapping request answers 404 one of them was replaced since, and
+    /// both are read again for one more try.
+    async fn service_account_roles(
         &mut self,
         client: &str,
-        client_id: &str,
-        roles: &[String],
+        client_id: Option<&str>,
+        names: &[String],
         grant: bool,
     ) -> Result<(), EngineError> {
         let (kc, realm) = (self.kc, self.realm);
-        let user = service_account_user(kc, realm, client, &mut self.sa_user).await?;
-        let target = target_client(kc, realm, client_id).await?;
-        let field = format!("serviceAccountRoles.clientRoles.{client_id}");
-        let mut reps = Vec::new();
-        for name in roles {
-            let rep = kc.get(&[realm, "clients", &target, "roles", name], &[], "client-role").await;
-            reps.push(rep.map_err(|e| {
-                missing(
-                    e,
-                    &field,
-                    format!("client {client_id} has no role {name:?}; create it or remove it from the list"),
-                )
-            })?);
+        let field = match client_id {
+            None => "serviceAccountRoles.realmRoles".to_string(),
+            Some(c) => format!("serviceAccountRoles.clientRoles.{c}"),
+        };
+        let mut user = self.service_account_user(client).await?;
+        let target = match client_id {
+            Some(c) => Some(self.client_id_of(c).await?),
+            None => None,
+        };
+        let container = target.as_deref();
+        // A grant the admin-role guard checks needs each role's composites as they are now.
+        let mut fresh = grant && !self.allow_admin_role_grants;
+        loop {
+            let mut reps = Vec::new();
+            let mut remembered = false;
+            for name in names {
+                let rep = match kc.remembered_role(realm, container, name).filter(|_| !fresh) {
+                    Some(rep) => {
+                        remembered = true;
+                        rep
+                    }
+                    None => read_role(kc, realm, client_id.zip(container), name, &field).await?,
+                };
+                reps.push(rep);
+            }
+            let mut path = vec![realm, "users", user.id.as_str(), "role-mappings"];
+            path.extend(match container {
+                None => vec!["realm"],
+                Some(t) => vec!["clients", t],
+            });
+            let known = client_id.zip(container).map(|(c, t)| (t.to_string(), c.to_string())).into_iter().collect();
+            match self.role_mapping(&path, &field, reps, grant, known).await {
+                Ok(()) => {
+                    user.checked = true;
+                    self.sa_user = Some(user);
+                    return Ok(());
+                }
+                Err(EngineError::Keycloak(e)) if e.is_not_found() && (remembered || !user.checked) => {
+                    tracing::debug!(realm = %realm, field = %field, "role mapping answered 404 with remembered ids; reading them again");
+                    for name in names {
+                        kc.forget_role(realm, container, name);
+                    }
+                    if !user.checked {
+                        kc.forget_service_account_user(realm, client);
+                        self.sa_user = None;
+                        user = self.service_account_user(client).await?;
+                    }
+                    fresh = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let path = [realm, "users", user.as_str(), "role-mappings", "clients", target.as_str()];
-        self.role_mapping(&path, &field, reps, grant).await
+    }
+
+    /// The service-account user: as this reconcile learnt it, else remembered, else read.
+    async fn service_account_user(&mut self, client: &str) -> Result<ServiceAccountUser, EngineError> {
+        if let Some(u) = &self.sa_user {
+            return Ok(u.clone());
+        }
+        let u = service_account_user(self.kc, self.realm, client).await?;
+        self.sa_user = Some(u.clone());
+        Ok(u)
+    }
+
+    /// The internal id of client `client_id`: as this reconcile learnt it, else looked up.
+    async fn client_id_of(&mut self, client_id: &str) -> Result<String, EngineError> {
+        if let Some(id) = self.client_ids.get(client_id) {
+            return Ok(id.clone());
+        }
+        let id = target_client(self.kc, self.realm, client_id).await?;
+        self.client_ids.insert(client_id.to_string(), id.clone());
+        Ok(id)
     }
 
     /// Post (grant) or delete (revoke) role representations `reps` at a role-mapping `path`;
     /// a grant reaching realm administration through composites is refused first (see
-    /// [`apply_plan`]).
-    async fn role_mapping(&self, path: &[&str], field: &str, reps: Vec<Value>, grant: bool) -> Result<(), EngineError> {
+    /// [`apply_plan`]). `clients`: internal id → clientId of clients already known.
+    async fn role_mapping(
+        &self,
+        path: &[&str],
+        field: &str,
+        reps: Vec<Value>,
+        grant: bool,
+        clients: BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
         if grant && !self.allow_admin_role_grants {
-            refuse_admin_composites(self.kc, self.realm, field, &reps).await?;
+            refuse_admin_composites(self.kc, self.realm, field, &reps, clients).await?;
         }
         let body = Value::Array(reps);
         if grant {
@@ -174,6 +241,32 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Read role `name` of the realm, or of client `(clientId, internal id)`, and remember its id.
+async fn read_role(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    client: Option<(&str, &str)>,
+    name: &str,
+    field: &str,
+) -> Result<Value, EngineError> {
+    let rep = match client {
+        None => kc.get(&[realm, "roles", name], &[], "role").await.map_err(|e| {
+            missing(e, field, format!("realm {realm} has no role {name:?}; create it or remove it from the list"))
+        })?,
+        Some((client_id, target)) => {
+            kc.get(&[realm, "clients", target, "roles", name], &[], "client-role").await.map_err(|e| {
+                missing(
+                    e,
+                    field,
+                    format!("client {client_id} has no role {name:?}; create it or remove it from the list"),
+                )
+            })?
+        }
+    };
+    kc.remember_role(realm, client.map(|c| c.1), name, &rep);
+    Ok(rep)
 }
 
 fn need(id: &Option<String>) -> Result<&str, Error> {
@@ -198,8 +291,10 @@ async fn refuse_admin_composites(
     realm: &str,
     field: &str,
     roles: &[Value],
+    known_clients: BTreeMap<String, String>,
 ) -> Result<(), EngineError> {
-    let mut client_ids: BTreeMap<String, String> = BTreeMap::new();
+    // Container id → clientId, starting with the clients the caller already knows.
+    let mut client_ids = known_clients;
     let mut seen: BTreeSet<String> = BTreeSet::new();
     // (role, the role of the grant it was reached from)
     let mut queue: Vec<(Value, String)> = Vec::new();
@@ -280,18 +375,36 @@ async fn realm_scope_ids(kc: &KeycloakAdmin, realm: &str) -> Result<BTreeMap<Str
         .unwrap_or_default())
 }
 
-/// The id of the client's service-account user, looked up once per apply.
+/// The client's service-account user as a reconcile knows it. `checked` once this reconcile read it
+/// or a request with it succeeded; else it is remembered from an earlier reconcile and may have been
+/// replaced since (a service account turned off and on again gets a new user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountUser {
+    pub id: String,
+    pub checked: bool,
+}
+
+/// The id of client `client`'s service-account user: remembered from an earlier reconcile, else read.
 pub async fn service_account_user(
     kc: &KeycloakAdmin,
     realm: &str,
     client: &str,
-    cached: &mut Option<String>,
-) -> Result<String, EngineError> {
-    if let Some(u) = cached {
-        return Ok(u.clone());
+) -> Result<ServiceAccountUser, EngineError> {
+    match kc.remembered_service_account_user(realm, client) {
+        Some(id) => Ok(ServiceAccountUser { id, checked: false }),
+        None => read_service_account_user(kc, realm, client).await,
     }
+}
+
+/// Read the id of client `client`'s service-account user (one request), and remember it.
+pub async fn read_service_account_user(
+    kc: &KeycloakAdmin,
+    realm: &str,
+    client: &str,
+) -> Result<ServiceAccountUser, EngineError> {
     let v = kc.get(&[realm, "clients", client, "service-account-user"], &[], "service-account-user").await.map_err(|e| {
         if matches!(e.kind, ErrorKind::BadRequest | ErrorKind::NotFound) {
+            kc.forget_service_account_user(realm, client);
             EngineError::invalid(
                 "serviceAccountRoles",
                 "the client has no service account; set settings.serviceAccountsEnabled: true or remove serviceAccountRoles",
@@ -305,8 +418,8 @@ pub async fn service_account_user(
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| Error::new(ErrorKind::Protocol, "service-account-user", "no id in the answer"))?;
-    *cached = Some(id.clone());
-    Ok(id)
+    kc.remember_service_account_user(realm, client, &id);
+    Ok(ServiceAccountUser { id, checked: true })
 }
 
 /// Internal id of another client of the realm, by clientId.

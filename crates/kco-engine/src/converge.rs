@@ -120,8 +120,15 @@ pub async fn apply_prepared(
     prepared: &Prepared,
     allow_admin_role_grants: bool,
 ) -> Result<ApplyOutcome, EngineError> {
-    let mut outcome =
-        apply_plan(admin, realm, &prepared.plan, prepared.existing_id.as_deref(), allow_admin_role_grants).await?;
+    let mut outcome = apply_plan(
+        admin,
+        realm,
+        &prepared.plan,
+        prepared.existing_id.as_deref(),
+        prepared.observed.as_ref(),
+        allow_admin_role_grants,
+    )
+    .await?;
     if let Some(authz) = DesiredAuthz::from_spec(spec) {
         let changed = sync_authz(admin, realm, &outcome.internal_id, &spec.client_id, &authz).await?;
         outcome.changed_fields.extend(changed);

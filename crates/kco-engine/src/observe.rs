@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kco_keycloak::KeycloakAdmin;
 use serde_json::Value;
 
-use crate::apply::{service_account_user, target_client};
+use crate::apply::{read_service_account_user, service_account_user, target_client};
 use crate::desired::DesiredClient;
 use crate::error::EngineError;
 use crate::plan::ObservedClient;
@@ -31,21 +31,43 @@ pub async fn observe_client(
     let sa_managed = desired.service_account_realm_roles.is_some() || desired.service_account_client_roles.is_some();
     let sa_enabled = observed.representation.get("serviceAccountsEnabled").and_then(Value::as_bool) == Some(true);
     if sa_managed && sa_enabled {
-        let user = service_account_user(kc, realm, &id, &mut None).await?;
+        // One read of the grants: the realm's alone, or every grant (realm and each client's) when
+        // client roles are managed: that map is the whole set (see plan).
+        let all = desired.service_account_client_roles.is_some();
+        let read = |user: String| async move {
+            let mut path = vec![realm, "users", user.as_str(), "role-mappings"];
+            if !all {
+                path.push("realm");
+            }
+            kc.get(&path, &[], "role-mapping").await
+        };
+        let mut user = service_account_user(kc, realm, &id).await?;
+        let grants = match read(user.id.clone()).await {
+            // A remembered user that is gone was replaced (service account turned off and on).
+            Err(e) if e.is_not_found() && !user.checked => {
+                kc.forget_service_account_user(realm, &id);
+                user = read_service_account_user(kc, realm, &id).await?;
+                read(user.id.clone()).await?
+            }
+            other => other?,
+        };
+        observed.service_account_user = Some(user.id);
         if desired.service_account_realm_roles.is_some() {
-            let v = kc.get(&[realm, "users", &user, "role-mappings", "realm"], &[], "role-mapping").await?;
-            observed.service_account_realm_roles = names(&v);
+            let realm_grants = if all { grants.get("realmMappings").unwrap_or(&Value::Null) } else { &grants };
+            observed.service_account_realm_roles = names(realm_grants);
         }
         if let Some(wanted) = &desired.service_account_client_roles {
-            // Every client's grants in one read: the map is the whole set (see plan).
-            let v = kc.get(&[realm, "users", &user, "role-mappings"], &[], "role-mapping").await?;
             let mut by_client = BTreeMap::new();
-            for (client_id, m) in v.get("clientMappings").and_then(Value::as_object).into_iter().flatten() {
+            for (client_id, m) in grants.get("clientMappings").and_then(Value::as_object).into_iter().flatten() {
                 by_client.insert(client_id.clone(), names(m.get("mappings").unwrap_or(&Value::Null)));
+                if let Some(internal) = m.get("id").and_then(Value::as_str) {
+                    observed.client_ids.insert(client_id.clone(), internal.to_string());
+                }
             }
             // A listed client must exist (its grants are made by id): say so before planning.
             for client_id in wanted.keys().filter(|c| !by_client.contains_key(*c)) {
-                target_client(kc, realm, client_id).await?;
+                let internal = target_client(kc, realm, client_id).await?;
+                observed.client_ids.insert(client_id.clone(), internal);
             }
             observed.service_account_client_roles = by_client;
         }

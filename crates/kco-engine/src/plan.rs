@@ -74,6 +74,10 @@ pub struct ObservedClient {
     pub service_account_realm_roles: Vec<String>,
     /// Client id → roles of that client the service-account user has (for the clients the spec lists).
     pub service_account_client_roles: BTreeMap<String, Vec<String>>,
+    /// The service-account user's id, when its grants were read (apply reuses it).
+    pub service_account_user: Option<String>,
+    /// clientId → internal id of the clients whose roles the grants name (apply reuses them).
+    pub client_ids: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -660,6 +664,7 @@ mod tests {
             service_account_realm_roles: vec!["default-roles-r".into(), "reporter".into()],
             service_account_client_roles: BTreeMap::from([("orders-api".into(), vec!["orders:read".into()])]),
             secret: None,
+            ..Default::default()
         };
         assert!(plan_client(&d, Some(&o)).is_empty());
         // Hand edits: a grant removed, a role added.

@@ -566,6 +566,7 @@ fn observed_variants(desired: &DesiredClient, junk: Value, roles: Vec<String>) -
             service_account_realm_roles: roles.clone(),
             service_account_client_roles: BTreeMap::from([("x".to_string(), roles)]),
             secret: None,
+            ..ObservedClient::default()
         }),
     ]
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::error::{Error, ErrorKind};
+use crate::memo::Memo;
 use crate::metrics::RequestMetrics;
 
 /// How kco authenticates to the Admin API.
@@ -57,6 +58,7 @@ pub struct KeycloakAdmin {
     credentials: AdminCredentials,
     token: Mutex<Option<CachedToken>>,
     metrics: RequestMetrics,
+    memo: Memo,
 }
 
 impl std::fmt::Debug for KeycloakAdmin {
@@ -95,6 +97,7 @@ impl KeycloakAdmin {
             credentials: config.credentials,
             token: Mutex::new(None),
             metrics,
+            memo: Memo::default(),
         })
     }
 
@@ -315,8 +318,18 @@ impl KeycloakAdmin {
     }
 
     /// Set the client's secret to `secret` (GET → merge → PUT: nothing else on the client changes).
-    pub async fn set_client_secret(&self, realm: &str, id: &str, secret: &SecretString) -> Result<(), Error> {
-        let rep = self.get(&[realm, "clients", id], &[], "client").await?;
+    /// `read`: the client as the caller read it, when nothing changed it since (saves the GET).
+    pub async fn set_client_secret(
+        &self,
+        realm: &str,
+        id: &str,
+        secret: &SecretString,
+        read: Option<&Value>,
+    ) -> Result<(), Error> {
+        let rep = match read {
+            Some(rep) => rep.clone(),
+            None => self.get(&[realm, "clients", id], &[], "client").await?,
+        };
         let Value::Object(mut rep) = rep else {
             return Err(Error::new(ErrorKind::Protocol, "read client", "the answer is not a client representation"));
         };
@@ -325,6 +338,52 @@ impl KeycloakAdmin {
             rep.remove(*k);
         }
         self.put(&[realm, "clients", id], &Value::Object(rep), "client").await
+    }
+
+    // ---- ids remembered between reconciles (see `memo`) -------------------------------------------
+    //
+    // Only ids Keycloak changes by replacing the object are remembered; a request that uses a
+    // replaced one answers 404, and its caller forgets it, reads it again and retries once.
+
+    /// The service-account user of client `client` (internal id), as last read.
+    pub fn remembered_service_account_user(&self, realm: &str, client: &str) -> Option<String> {
+        self.memo.service_account_user(realm, client)
+    }
+
+    pub fn remember_service_account_user(&self, realm: &str, client: &str, user: &str) {
+        self.memo.remember_service_account_user(realm, client, user);
+    }
+
+    pub fn forget_service_account_user(&self, realm: &str, client: &str) {
+        self.memo.forget_service_account_user(realm, client);
+    }
+
+    /// Role `name` of the realm (`container` `None`) or of the client with internal id `container`,
+    /// as read less than a minute ago: its `id`, `name`, `clientRole` and `containerId` only. Never
+    /// whether it is composite (that changes in place, and the admin-role guard needs it fresh).
+    pub fn remembered_role(&self, realm: &str, container: Option<&str>, name: &str) -> Option<Value> {
+        self.memo.role(realm, container.unwrap_or_default(), name, Instant::now())
+    }
+
+    /// Remember the identity fields of role representation `rep` (see [`Self::remembered_role`]).
+    pub fn remember_role(&self, realm: &str, container: Option<&str>, name: &str, rep: &Value) {
+        let identity: serde_json::Map<String, Value> = ["id", "name", "clientRole", "containerId"]
+            .iter()
+            .filter_map(|k| Some((k.to_string(), rep.get(*k)?.clone())))
+            .collect();
+        if identity.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()) {
+            self.memo.remember_role(
+                realm,
+                container.unwrap_or_default(),
+                name,
+                Value::Object(identity),
+                Instant::now(),
+            );
+        }
+    }
+
+    pub fn forget_role(&self, realm: &str, container: Option<&str>, name: &str) {
+        self.memo.forget_role(realm, container.unwrap_or_default(), name);
     }
 
     /// Keycloak's version, from the master realm's server info.

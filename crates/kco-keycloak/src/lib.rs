@@ -7,6 +7,7 @@
 
 mod admin;
 mod error;
+mod memo;
 mod metrics;
 
 pub use admin::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, is_plain_segment};

@@ -462,7 +462,7 @@ async fn apply_client(
         facts.progress(ctx, kc, phase, message).await?;
     }
     let allow_admin = target.realm.spec.allow_admin_role_grants;
-    let outcome = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), allow_admin).await?;
+    let outcome = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin).await?;
     if !plan.is_empty() {
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");

@@ -36,7 +36,8 @@ pub struct TargetClient<'a> {
     pub id: &'a str,
     /// The representation as last read (for the creation time attribute).
     pub representation: Option<&'a Value>,
-    /// The secret read with it, when still valid (saves a request).
+    /// The secret read with it, only when this reconcile changed nothing on the client since: then
+    /// `representation` is also the client as it is (saves a request each).
     pub current: Option<SecretString>,
 }
 
@@ -85,7 +86,9 @@ async fn from_user_secret(
     let wanted = user_secret(ctx, kc, name, key).await?;
     let current = current_secret(target).await?;
     if wanted.expose_secret() != current.expose_secret() {
-        target.admin.set_client_secret(target.realm, target.id, &wanted).await?;
+        // The representation read with the current secret is still the client as it is.
+        let read = target.current.as_ref().and(target.representation);
+        target.admin.set_client_secret(target.realm, target.id, &wanted, read).await?;
         out.event = Some(("SecretUpdated", format!("client secret set from Secret {name} key {key}")));
     }
     out.secret = Some(wanted);

@@ -47,6 +47,8 @@ pub struct Context {
     /// What kco last wrote to each managed Secret (`ns/name`): the resourceVersion the write
     /// returned and a hash of the content, so an unchanged Secret is not read again.
     pub written_secrets: std::sync::Mutex<HashMap<String, (String, u64)>>,
+    /// Managed Secrets (`ns/name`) kco is writing at this moment.
+    secret_writes_in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
     pub recorder: Recorder,
     pub resync: Duration,
     pub keycloak_metrics: RequestMetrics,
@@ -71,11 +73,29 @@ pub struct Context {
 }
 
 impl Context {
-    /// Whether kco itself wrote this version (resourceVersion `rv`) of Secret `ns/name`: its watch
-    /// event is then an echo of kco's own write, not a reason to reconcile.
+    /// Whether kco itself wrote this version (resourceVersion `rv`) of Secret `ns/name`, or is writing
+    /// it right now: its watch event is then an echo of kco's own write, not a reason to reconcile.
     pub fn wrote_secret_version(&self, ns: &str, name: &str, rv: Option<&str>) -> bool {
+        let key = format!("{ns}/{name}");
+        if self.secret_writes_in_flight.lock().is_ok_and(|w| w.contains(&key)) {
+            return true;
+        }
         let Some(rv) = rv else { return false };
-        self.written_secrets.lock().is_ok_and(|w| w.get(&format!("{ns}/{name}")).is_some_and(|(r, _)| r == rv))
+        self.written_secrets.lock().is_ok_and(|w| w.get(&key).is_some_and(|(r, _)| r == rv))
+    }
+
+    /// Secret `key` (`ns/name`) is being written by kco.
+    pub fn secret_write_started(&self, key: &str) {
+        if let Ok(mut w) = self.secret_writes_in_flight.lock() {
+            w.insert(key.to_string());
+        }
+    }
+
+    /// The write of Secret `key` is answered (its resourceVersion, if any, already recorded).
+    pub fn secret_write_ended(&self, key: &str) {
+        if let Ok(mut w) = self.secret_writes_in_flight.lock() {
+            w.remove(key);
+        }
     }
 
     pub fn new(
@@ -102,6 +122,7 @@ impl Context {
             stores,
             caches: tokio::sync::watch::Sender::new(0),
             written_secrets: std::sync::Mutex::new(HashMap::new()),
+            secret_writes_in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
             recorder,
             resync,
             keycloak_metrics,

@@ -242,6 +242,15 @@ impl Env {
         Some(s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8(v.0).unwrap())).collect())
     }
 
+    /// Wait until every KeycloakClient `names` in `ns` is Ready, all within `timeout`.
+    pub async fn wait_all_ready(&self, ns: &str, names: &[String], timeout: Duration) {
+        let start = Instant::now();
+        for name in names {
+            let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
+            self.wait_phase(ns, name, "Ready", left).await;
+        }
+    }
+
     /// A client-credentials grant with HTTP Basic auth, as a consumer would make it.
     pub async fn client_credentials(
         &self,

@@ -36,14 +36,6 @@ async fn apply_all(env: &Env, ns: &str, names: &[String]) {
     }
 }
 
-async fn wait_all_ready(env: &Env, ns: &str, names: &[String], timeout: Duration) {
-    let start = Instant::now();
-    for name in names {
-        let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
-        env.wait_phase(ns, name, "Ready", left).await;
-    }
-}
-
 #[tokio::test]
 async fn slow_and_flaky_keycloak_converges_with_bounded_retries() {
     let n = clients(16);
@@ -62,7 +54,7 @@ async fn slow_and_flaky_keycloak_converges_with_bounded_retries() {
     let names = names("slow", n);
     apply_all(&env, &ns, &names).await;
     // Every request takes 2 s and kco talks to one Keycloak 8 reconciles at a time.
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(120 + 4 * n as u64)).await;
+    env.wait_all_ready(&ns, &names, Duration::from_secs(120 + 4 * n as u64)).await;
     env.audit(&ns, &ns, "slow-", &names).await;
 
     // Bounded: a healthy create of this client takes about 10 Keycloak requests; retries after
@@ -97,7 +89,7 @@ async fn a_lost_create_response_is_recovered_through_the_owner_mark() {
     .await;
     let names = names("lost", 5);
     apply_all(&env, &ns, &names).await;
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(300)).await;
+    env.wait_all_ready(&ns, &names, Duration::from_secs(300)).await;
     // The fault happened: kco lost the answers to `lost` creations Keycloak had committed…
     let log = std::fs::read_to_string(&op.log).unwrap();
     assert_eq!(log.matches("losing the answer to a client creation").count(), lost, "log: {}", op.log.display());
@@ -134,7 +126,7 @@ async fn operator_sigkilled_at_random_points_converges() {
             kills.push(after);
         }
         let _op = Operator::start(KCO, &ns, &["--resync", "30m"]).await;
-        wait_all_ready(&env, &ns, &names, Duration::from_secs(300 + n as u64)).await;
+        env.wait_all_ready(&ns, &names, Duration::from_secs(300 + n as u64)).await;
         env.audit(&ns, &ns, &format!("{prefix}-"), &names).await;
         eprintln!("seed {seed}: {n} clients, SIGKILL after {kills:?} of each run; converged, nothing lost");
     }
@@ -154,7 +146,7 @@ async fn cut_answers_and_an_unreachable_keycloak_converge() {
                      "attributes": {"bytes": 64}}))
         .await;
     apply_all(&env, &ns, first).await;
-    wait_all_ready(&env, &ns, first, Duration::from_secs(300)).await;
+    env.wait_all_ready(&ns, first, Duration::from_secs(300)).await;
     proxy.remove("cut").await;
 
     // Keycloak unreachable: new clients fail (and say so), and converge once it is back.
@@ -167,6 +159,6 @@ async fn cut_answers_and_an_unreachable_keycloak_converge() {
     assert!(op.counter("kco_reconciliations", &[("result", "error")]).await >= failures + second.len() as u64);
     tokio::time::sleep(Duration::from_secs(10)).await;
     proxy.set_enabled(true).await;
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(600)).await;
+    env.wait_all_ready(&ns, &names, Duration::from_secs(600)).await;
     env.audit(&ns, &ns, "cut-", &names).await;
 }

@@ -5,7 +5,7 @@
 //! against Keycloak's own record (`Env::audit`). Sizes grow with `KCO_FAULT_CLIENTS`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kco_testing::{Env, Operator, audited_client};
 
@@ -47,14 +47,6 @@ async fn ready_count(env: &Env, ns: &str, names: &[String]) -> usize {
     n
 }
 
-async fn wait_all_ready(env: &Env, ns: &str, names: &[String], timeout: Duration) {
-    let start = Instant::now();
-    for name in names {
-        let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
-        env.wait_phase(ns, name, "Ready", left).await;
-    }
-}
-
 #[tokio::test]
 async fn keycloak_killed_while_clients_are_created_then_restarted() {
     let _serial = SERIAL.lock().await;
@@ -73,7 +65,7 @@ async fn keycloak_killed_while_clients_are_created_then_restarted() {
     .await;
     let before = ready_count(&env, &ns, &names).await;
     restart("keycloak").await;
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(600 + 2 * n as u64)).await;
+    env.wait_all_ready(&ns, &names, Duration::from_secs(600 + 2 * n as u64)).await;
     env.audit(&ns, &ns, "kcdown-", &names).await;
     eprintln!("Keycloak SIGKILLed with {before}/{n} clients Ready, restarted; all {n} Ready, nothing lost");
 }
@@ -100,7 +92,7 @@ async fn kube_apiserver_restarted_mid_run() {
     for name in second {
         env.apply(&ns, audited_client(name)).await;
     }
-    wait_all_ready(&env, &ns, &names, Duration::from_secs(300 + 2 * n as u64)).await;
+    env.wait_all_ready(&ns, &names, Duration::from_secs(300 + 2 * n as u64)).await;
     env.audit(&ns, &ns, "apidown-", &names).await;
     // No duplicate writes: each client costs kco three Keycloak writes (client, role, grant).
     let writes = op.keycloak_writes().await;

@@ -84,18 +84,13 @@ impl Context {
         self.written_secrets.lock().is_ok_and(|w| w.get(&key).is_some_and(|(r, _)| r == rv))
     }
 
-    /// Secret `key` (`ns/name`) is being written by kco.
-    pub fn secret_write_started(&self, key: &str) {
+    /// Secret `key` (`ns/name`) is being written by kco until the returned guard is dropped (also
+    /// when the reconcile is cancelled mid-write, so no Secret stays marked for ever).
+    pub fn secret_write(&self, key: &str) -> SecretWrite<'_> {
         if let Ok(mut w) = self.secret_writes_in_flight.lock() {
             w.insert(key.to_string());
         }
-    }
-
-    /// The write of Secret `key` is answered (its resourceVersion, if any, already recorded).
-    pub fn secret_write_ended(&self, key: &str) {
-        if let Ok(mut w) = self.secret_writes_in_flight.lock() {
-            w.remove(key);
-        }
+        SecretWrite { ctx: self, key: key.to_string() }
     }
 
     pub fn new(
@@ -232,6 +227,20 @@ impl ReconcileError {
             // server errors) pass on their own.
             ReconcileError::Kube(kube::Error::Api(s)) => !matches!(s.code, 400 | 403 | 422),
             ReconcileError::Kube(_) => true,
+        }
+    }
+}
+
+/// A managed Secret write in flight; see [`Context::secret_write`].
+pub struct SecretWrite<'a> {
+    ctx: &'a Context,
+    key: String,
+}
+
+impl Drop for SecretWrite<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.ctx.secret_writes_in_flight.lock() {
+            w.remove(&self.key);
         }
     }
 }

@@ -71,13 +71,10 @@ pub async fn ensure_secret(
     let secret = wanted.into_secret(kc, ns, name);
     // The watch may deliver this write before its answer arrives: while it is in flight, its events
     // are kco's own echo (a hand edit in those milliseconds is caught by the next resync).
-    ctx.secret_write_started(&key);
-    let written = api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await;
-    if let Ok(w) = &written {
-        remember(w.metadata.resource_version.clone());
-    }
-    ctx.secret_write_ended(&key);
-    let _ = written?;
+    let in_flight = ctx.secret_write(&key);
+    let written = api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret)).await?;
+    remember(written.metadata.resource_version);
+    drop(in_flight);
     ctx.count_write("secret");
     Ok(true)
 }

@@ -70,6 +70,19 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },
+    /// Check the end state of clients `<prefix>-0..COUNT` (and `<prefix>-0..EXTRA` of a second prefix)
+    /// object by object in Keycloak realm REALM and the namespace: client present, its client role,
+    /// the realm role granted to its service account, the audience mapper, and its managed Secret
+    /// holding Keycloak's current secret. Read-only; CONCURRENCY at a time.
+    Audit {
+        #[command(flatten)]
+        set: ClientSet,
+        #[arg(long)]
+        realm: String,
+        /// A second set of names checked the same way (the latency runs' `lat-0..RUNS`), as PREFIX=COUNT.
+        #[arg(long)]
+        also: Option<String>,
+    },
     /// The same Keycloak end state as `provision` by the fewest Admin API calls, in Keycloak realm
     /// REALM; with --kubernetes also the objects and the fewest Kubernetes writes per object.
     Baseline {
@@ -108,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Provision { set, timeout } => provision(&set, Duration::from_secs(timeout)).await?,
         Command::Latency { set, runs } => latency(&set, runs).await?,
         Command::Baseline { set, realm, kubernetes } => baseline(&set, &realm, kubernetes).await?,
+        Command::Audit { set, realm, also } => audit(&set, &realm, also.as_deref()).await?,
     };
     println!("{out}");
     Ok(())
@@ -426,5 +440,85 @@ async fn baseline(set: &ClientSet, realm: &str, kubernetes: bool) -> anyhow::Res
         "kubernetes_creates": b.counts.creates.load(Ordering::Relaxed),
         "kubernetes_writes": b.counts.writes.load(Ordering::Relaxed),
         "kubernetes_writes_per_client": b.counts.writes.load(Ordering::Relaxed) as f64 / n,
+    }))
+}
+
+/// What is wrong with one client's end state, if anything (empty when it is as declared).
+async fn audit_one(
+    kc: &KeycloakAdmin,
+    secrets: &Api<Secret>,
+    realm: &str,
+    client_id: &str,
+) -> anyhow::Result<Vec<&'static str>> {
+    let mut wrong = Vec::new();
+    let Some(client) = kc.find_client(realm, client_id).await? else {
+        return Ok(vec!["no client in Keycloak"]);
+    };
+    let id = client.get("id").and_then(Value::as_str).context("client without id")?;
+    let audience = client.get("protocolMappers").and_then(Value::as_array).is_some_and(|ms| {
+        ms.iter().any(|m| m.pointer("/config/included.client.audience").and_then(Value::as_str) == Some(AUDIENCE))
+    });
+    if !audience {
+        wrong.push("no audience mapper");
+    }
+    let roles = kc.get(&[realm, "clients", id, "roles"], &[], "client-role").await?;
+    if !roles.as_array().is_some_and(|rs| rs.iter().any(|r| r.get("name").and_then(Value::as_str) == Some(CLIENT_ROLE)))
+    {
+        wrong.push("client role missing");
+    }
+    let user = kc.get(&[realm, "clients", id, "service-account-user"], &[], "service-account-user").await?;
+    let uid = user.get("id").and_then(Value::as_str).context("service-account user without id")?;
+    let granted = kc.get(&[realm, "users", uid, "role-mappings", "realm"], &[], "role-mapping").await?;
+    if !granted
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r.get("name").and_then(Value::as_str) == Some(REALM_ROLE)))
+    {
+        wrong.push("realm role not granted");
+    }
+    let secret = kc.client_secret(realm, id).await?;
+    let held = secrets.get_opt(&format!("{client_id}-credentials")).await?;
+    let held = held.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get("client-secret"));
+    match held {
+        None => wrong.push("managed Secret missing"),
+        Some(v) if v.0 != secret.expose_secret().as_bytes() => wrong.push("managed Secret differs from Keycloak"),
+        Some(_) => {}
+    }
+    Ok(wrong)
+}
+
+async fn audit(set: &ClientSet, realm: &str, also: Option<&str>) -> anyhow::Result<Value> {
+    let kc = admin(RequestMetrics::default(), Duration::from_secs(60))?;
+    let secrets: Api<Secret> = Api::namespaced(Client::try_default().await?, &set.namespace);
+    let mut names: Vec<String> = (0..set.count).map(|i| name(set, i)).collect();
+    if let Some(extra) = also {
+        let (prefix, count) = extra.split_once('=').context("--also wants PREFIX=COUNT")?;
+        names.extend((0..count.parse::<usize>()?).map(|i| format!("{prefix}-{i}")));
+    }
+    let start = Instant::now();
+    let results: Vec<(String, Vec<&'static str>)> = futures::stream::iter(names)
+        .map(|n| {
+            let (kc, secrets) = (&kc, &secrets);
+            async move { audit_one(kc, secrets, realm, &n).await.map(|w| (n, w)) }
+        })
+        .buffer_unordered(set.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut by_problem: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut wrong: Vec<Value> = Vec::new();
+    for (n, problems) in &results {
+        for p in problems {
+            *by_problem.entry(p).or_default() += 1;
+        }
+        if !problems.is_empty() && wrong.len() < 20 {
+            wrong.push(json!({"client": n, "problems": problems}));
+        }
+    }
+    let not_as_declared = results.iter().filter(|(_, p)| !p.is_empty()).count();
+    Ok(json!({
+        "clients_checked": results.len(),
+        "not_as_declared": not_as_declared,
+        "by_problem": by_problem,
+        "first_wrong": wrong,
+        "seconds": start.elapsed().as_secs_f64(),
     }))
 }

@@ -54,6 +54,10 @@ enum Command {
     },
 }
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // kube and reqwest both use rustls: make aws-lc-rs the one process-wide provider before either starts.

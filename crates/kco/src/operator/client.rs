@@ -33,10 +33,23 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
     let key = format!("{}/{}", guarded.namespace().unwrap_or_default(), guarded.name_any());
-    match super::catch_panic(&key, reconcile_object(guarded.clone(), ctx.clone())).await {
+    // Wait for this object's turn at its Keycloak instance before the reconcile's state exists: a
+    // running reconcile is a future of about 20 KiB, and a namespace that applies thousands of
+    // objects queues thousands of them here (unlimited controller concurrency, so the gate can be fair
+    // between namespaces). Queued, each costs this small future; the rest is allocated once it runs.
+    let turn = match super::resolve::gate_of(&ctx, &guarded) {
+        Some(instance) => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
+        None => None,
+    };
+    // Without a turn from the caches (realm or instance not known yet), converge waits for one itself.
+    let has_turn = turn.is_some() || ctx.gates.unlimited();
+    let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), has_turn))).await;
+    drop(turn);
+    match result {
         Ok(result) => result,
         Err(panic) => {
-            internal_error(&guarded, &panic, &ctx).await.map_err(kube::runtime::finalizer::Error::ApplyFailed)
+            // Boxed: a queued reconcile's future keeps room for its largest step.
+            Box::pin(internal_error(&guarded, &panic, &ctx)).await.map_err(kube::runtime::finalizer::Error::ApplyFailed)
         }
     }
 }
@@ -44,6 +57,7 @@ pub async fn reconcile(
 async fn reconcile_object(
     guarded: Arc<GuardedClient>,
     ctx: Arc<Context>,
+    has_turn: bool,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
     // Test hook: a reconcile of the named object panics, to show it fails alone.
     #[cfg(feature = "fault-injection")]
@@ -60,8 +74,8 @@ async fn reconcile_object(
     let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
     let result = finalizer(&api, CLIENT_FINALIZER, kc, |event| async {
         match event {
-            Finalizer::Apply(kc) => apply(&kc, &ctx).await,
-            Finalizer::Cleanup(kc) => cleanup(&kc, &ctx).await,
+            Finalizer::Apply(kc) => apply(&kc, &ctx, has_turn).await,
+            Finalizer::Cleanup(kc) => cleanup(&kc, &ctx, has_turn).await,
         }
     })
     .await;
@@ -236,9 +250,9 @@ impl StatusFacts {
     }
 }
 
-async fn apply(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn apply(kc: &KeycloakClient, ctx: &Context, has_turn: bool) -> Result<Action, ReconcileError> {
     let mut facts = StatusFacts::default();
-    match converge(kc, ctx, &mut facts).await {
+    match converge(kc, ctx, &mut facts, has_turn).await {
         Ok(done) => {
             let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
             if kc.spec.authentication_flows.as_ref().is_some_and(|f| f.client_authentication_flow.is_some()) {
@@ -286,11 +300,21 @@ fn error_phase(e: &ReconcileError) -> Phase {
 /// Bring Keycloak and the Secret in line with the spec, step by step: validate → resolve → find the
 /// client (creating the realm when it is missing) → build the desired state → plan and apply →
 /// Authorization Services → credentials → Secrets. Each step records what status should say in `facts`.
-async fn converge(kc: &KeycloakClient, ctx: &Context, facts: &mut StatusFacts) -> Result<Converged, ReconcileError> {
+/// `has_turn`: the reconcile already holds its turn at the instance's gate (see `reconcile`).
+async fn converge(
+    kc: &KeycloakClient,
+    ctx: &Context,
+    facts: &mut StatusFacts,
+    has_turn: bool,
+) -> Result<Converged, ReconcileError> {
     check_spec(kc)?;
     let target = resolve(ctx, kc, facts).await?;
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
-    let _turn = ctx.gates.enter(target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
+    let _turn = if has_turn {
+        None
+    } else {
+        ctx.gates.enter(target.admin.base_url(), &kc.namespace().unwrap_or_default()).await
+    };
     let existing = match find_existing(kc, &target).await {
         Err(e) if e.kind == ErrorKind::NotFound => {
             ensure_realm(ctx, &target.admin, &target.realm).await?;
@@ -576,7 +600,7 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
     kco_engine::converge::find_existing(&target.admin, &target.realm_name, &kc.spec.client_id, recorded).await
 }
 
-async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn cleanup(kc: &KeycloakClient, ctx: &Context, has_turn: bool) -> Result<Action, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
     // Secrets in other namespaces have no owner reference to collect them: delete them here, like
     // Kubernetes deletes the local ones (whatever deletionPolicy says about the Keycloak client).
@@ -599,7 +623,7 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context) -> Result<Action, Reconcile
         return Ok(Action::await_change());
     };
     let realm_name = &realm_name;
-    let _turn = ctx.gates.enter(admin.base_url(), &ns).await;
+    let _turn = if has_turn { None } else { ctx.gates.enter(admin.base_url(), &ns).await };
     let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
     let found = match admin.find_client(realm_name, &kc.spec.client_id).await {
         Ok(found) => found,

@@ -13,6 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use secrecy::SecretString;
 
+use super::guarded::GuardedClient;
 use super::{Context, ReconcileError};
 
 /// The realm object a client points at; `None` when it does not exist. From the cache; read from
@@ -37,6 +38,20 @@ where
         return Ok(store.get(&ObjectRef::new(name).within(ns)).map(|o| (*o).clone()));
     }
     Ok(Api::<K>::namespaced(ctx.kube.clone(), ns).get_opt(name).await?)
+}
+
+/// The gate (instance key, see `gate::instance_key`) a client's reconcile waits at, from the caches
+/// alone and without waiting for them: `None` when the object does not parse, or its realm or
+/// instance is not cached (yet, or outside the watched namespaces); `converge` then waits itself.
+pub fn gate_of(ctx: &Context, guarded: &GuardedClient) -> Option<String> {
+    let spec = guarded.spec()?;
+    let ns = guarded.namespace().unwrap_or_default();
+    let realm_ns = spec.realm_ref.namespace_or(&ns);
+    let realm = ctx.stores.realms.get(&ObjectRef::new(&spec.realm_ref.name).within(realm_ns))?;
+    let realm_ns = realm.namespace().unwrap_or_default();
+    let ins_ns = realm.spec.instance_ref.namespace_or(&realm_ns);
+    let instance = ctx.stores.instances.get(&ObjectRef::new(&realm.spec.instance_ref.name).within(ins_ns))?;
+    super::gate::instance_key(&instance.spec.url)
 }
 
 /// Whether the client's namespace may use `realm`, with the sentence status reports either way.

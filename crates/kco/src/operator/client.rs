@@ -753,7 +753,7 @@ async fn publish(ctx: &Context, kc: &KeycloakClient, type_: EventType, reason: &
         secondary: None,
     };
     let reference = kc.object_ref(&());
-    match ctx.recorder.publish(&ev, &reference).await {
+    match ctx.recorder.get().publish(&ev, &reference).await {
         Ok(()) => ctx.count_write("event"),
         Err(e) => tracing::warn!(error = %e, "could not publish an Event"),
     }

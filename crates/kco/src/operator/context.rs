@@ -39,6 +39,37 @@ pub struct Stores {
 /// How many watches fill [`Stores`].
 const CACHES: usize = 3;
 
+/// Events one Recorder publishes before kco starts a fresh one.
+const EVENTS_PER_RECORDER: usize = 256;
+
+/// A value handed out for at most `limit` uses, then made afresh. For kube's event Recorder: it keeps
+/// every Event it published for 6 minutes, to fold a repeat into a series, and scans them all on each
+/// publish; after a mass create that is one Event per object (about 3 KiB each: 15 MiB after 5,000).
+/// With a fresh Recorder every 256 Events, a repeat of an older Event starts a new series instead of
+/// counting on, and memory stays bounded.
+pub struct Rolling<T> {
+    limit: usize,
+    make: Box<dyn Fn() -> T + Send + Sync>,
+    current: std::sync::Mutex<(T, usize)>,
+}
+
+impl<T: Clone> Rolling<T> {
+    pub fn new(limit: usize, make: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        let first = make();
+        Self { limit: limit.max(1), make: Box::new(make), current: std::sync::Mutex::new((first, 0)) }
+    }
+
+    /// The current value, counting one use; a fresh one once the current has had `limit` uses.
+    pub fn get(&self) -> T {
+        let Ok(mut current) = self.current.lock() else { return (self.make)() };
+        if current.1 >= self.limit {
+            *current = ((self.make)(), 0);
+        }
+        current.1 += 1;
+        current.0.clone()
+    }
+}
+
 pub struct Context {
     pub kube: Client,
     pub stores: Stores,
@@ -49,7 +80,8 @@ pub struct Context {
     pub written_secrets: std::sync::Mutex<HashMap<String, (String, u64)>>,
     /// Managed Secrets (`ns/name`) kco is writing at this moment.
     secret_writes_in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
-    pub recorder: Recorder,
+    /// Publishes Events; a fresh Recorder every [`EVENTS_PER_RECORDER`] Events (see [`Rolling`]).
+    pub recorder: Rolling<Recorder>,
     pub resync: Duration,
     pub keycloak_metrics: RequestMetrics,
     /// Writes kco makes to the Kubernetes API, by kind (status, secret, event, finalizer).
@@ -111,7 +143,10 @@ impl Context {
         );
         let reconciles = Family::<ResultLabel, Counter>::default();
         registry.register("kco_reconciliations", "KeycloakClient reconciliations, by result", reconciles.clone());
-        let recorder = Recorder::new(kube.clone(), Reporter { controller: "kco".into(), instance: None });
+        let events_client = kube.clone();
+        let recorder = Rolling::new(EVENTS_PER_RECORDER, move || {
+            Recorder::new(events_client.clone(), Reporter { controller: "kco".into(), instance: None })
+        });
         Self {
             kube,
             stores,
@@ -242,5 +277,22 @@ impl Drop for SecretWrite<'_> {
         if let Ok(mut w) = self.ctx.secret_writes_in_flight.lock() {
             w.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rolling;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_rolling_value_is_shared_for_limit_uses_then_made_afresh() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let counter = made.clone();
+        let rolling = Rolling::new(3, move || Arc::new(counter.fetch_add(1, Ordering::SeqCst)));
+        let uses: Vec<usize> = (0..7).map(|_| *rolling.get()).collect();
+        assert_eq!(uses, [0, 0, 0, 1, 1, 1, 2]);
+        assert_eq!(made.load(Ordering::SeqCst), 3);
     }
 }

@@ -42,15 +42,33 @@ where
 
 /// The gate (instance key, see `gate::instance_key`) a client's reconcile waits at, from the caches
 /// alone and without waiting for them: `None` when the object does not parse, or its realm or
-/// instance is not cached (yet, or outside the watched namespaces); `converge` then waits itself.
+/// instance is not cached (yet, or outside the watched namespaces); `converge` and `cleanup` then
+/// wait themselves. Also `None` for an object that is refused before any Keycloak call (invalid spec,
+/// namespace not granted, more than the realm allows): it takes no slot, so invalid objects at volume
+/// do not slow valid ones.
 pub fn gate_of(ctx: &Context, guarded: &GuardedClient) -> Option<String> {
+    gate_key(&ctx.stores.realms, &ctx.stores.instances, guarded)
+}
+
+fn gate_key(
+    realms: &Store<KeycloakRealm>,
+    instances: &Store<KeycloakInstance>,
+    guarded: &GuardedClient,
+) -> Option<String> {
     let spec = guarded.spec()?;
     let ns = guarded.namespace().unwrap_or_default();
     let realm_ns = spec.realm_ref.namespace_or(&ns);
-    let realm = ctx.stores.realms.get(&ObjectRef::new(&spec.realm_ref.name).within(realm_ns))?;
+    let realm = realms.get(&ObjectRef::new(&spec.realm_ref.name).within(realm_ns))?;
+    let deleting = kube::Resource::meta(guarded).deletion_timestamp.is_some();
+    let refused = kco_engine::converge::check_spec(spec).is_err()
+        || !realm.spec.grants(&ns)
+        || !kco_engine::guard::check_against_realm(spec, &realm.spec).is_empty();
+    if refused && !deleting {
+        return None;
+    }
     let realm_ns = realm.namespace().unwrap_or_default();
     let ins_ns = realm.spec.instance_ref.namespace_or(&realm_ns);
-    let instance = ctx.stores.instances.get(&ObjectRef::new(&realm.spec.instance_ref.name).within(ins_ns))?;
+    let instance = instances.get(&ObjectRef::new(&realm.spec.instance_ref.name).within(ins_ns))?;
     super::gate::instance_key(&instance.spec.url)
 }
 
@@ -330,6 +348,53 @@ mod tests {
             "ca" => Some("11".into()),
             _ => None,
         }
+    }
+
+    fn store_of<K>(objects: Vec<serde_json::Value>) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + 'static,
+    {
+        let (reader, mut writer) = kube::runtime::reflector::store::<K>();
+        for o in objects {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(serde_json::from_value(o).unwrap()));
+        }
+        reader
+    }
+
+    #[test]
+    fn the_gate_comes_from_the_caches_and_refused_objects_take_none() {
+        let realms: Store<KeycloakRealm> = store_of(vec![json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm", "namespace": "team-a"},
+            "spec": {"realmName": "apps", "instanceRef": {"name": "kc", "namespace": "ops"}, "clientAuthorizationGrants": ["team-a", "team-c"]}
+        })]);
+        let instances: Store<KeycloakInstance> = store_of(vec![
+            serde_json::to_value(instance(json!({"url": "HTTPS://KC.example/", "adminSecretRef": {"name": "admin"}})))
+                .unwrap(),
+        ]);
+        let client = |ns: &str, spec: serde_json::Value, deleting: bool| -> GuardedClient {
+            let mut meta = json!({"name": "svc", "namespace": ns});
+            if deleting {
+                meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                meta["finalizers"] = json!(["kco.dev/finalizer"]);
+            }
+            serde_json::from_value(
+                json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": meta, "spec": spec}),
+            )
+            .unwrap()
+        };
+        let valid = json!({"clientId": "svc", "realmRef": {"name": "realm"}});
+        let key = |c: &GuardedClient| gate_key(&realms, &instances, c);
+        assert_eq!(key(&client("team-a", valid.clone(), false)).as_deref(), Some("https://kc.example"));
+        // Not cached (the realm is in another namespace than the client looks): converge waits itself.
+        assert_eq!(key(&client("team-b", valid.clone(), false)), None);
+        // Refused before any Keycloak call: an invalid spec takes no slot; deleting it still does.
+        let invalid = json!({"clientId": "svc", "realmRef": {"name": "realm"}, "redirectUris": ["not a uri"]});
+        assert_eq!(key(&client("team-a", invalid.clone(), false)), None);
+        assert_eq!(key(&client("team-a", invalid, true)).as_deref(), Some("https://kc.example"));
+        // A namespace the realm does not grant is refused too.
+        let other_ns = json!({"clientId": "svc", "realmRef": {"name": "realm", "namespace": "team-a"}});
+        assert_eq!(key(&client("team-c", other_ns.clone(), false)).as_deref(), Some("https://kc.example"));
+        assert_eq!(key(&client("team-d", other_ns, false)), None);
     }
 
     #[test]

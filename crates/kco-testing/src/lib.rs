@@ -225,6 +225,27 @@ impl Env {
         self.get(ns, "kco.dev/v1", "KeycloakClient", name).await.map(|o| o["status"].clone()).unwrap_or(Value::Null)
     }
 
+    /// The phase of every KeycloakClient in `ns` by name (empty string: no phase yet), from one list.
+    pub async fn phases(&self, ns: &str) -> std::collections::HashMap<String, String> {
+        let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+            self.kube.clone(),
+            ns,
+            &kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+                "kco.dev",
+                "v1",
+                "KeycloakClient",
+            )),
+        );
+        let list = api.list(&kube::api::ListParams::default()).await.expect("list KeycloakClients");
+        list.items
+            .iter()
+            .map(|o| {
+                let phase = o.data["status"]["phase"].as_str().unwrap_or_default().to_string();
+                (o.metadata.name.clone().unwrap_or_default(), phase)
+            })
+            .collect()
+    }
+
     /// Wait until the KeycloakClient reaches `phase`; returns its status.
     pub async fn wait_phase(&self, ns: &str, name: &str, phase: &str, timeout: Duration) -> Value {
         let what = format!("KeycloakClient {ns}/{name} phase {phase}");

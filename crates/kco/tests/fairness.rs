@@ -18,13 +18,7 @@ fn labelled(name: &str, shard: &str, spec: Value) -> Value {
 }
 
 async fn phase_count(env: &Env, ns: &str, phase: &str) -> usize {
-    let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
-        env.kube.clone(),
-        ns,
-        &kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk("kco.dev", "v1", "KeycloakClient")),
-    );
-    let list = api.list(&kube::api::ListParams::default()).await.unwrap();
-    list.items.iter().filter(|o| o.data["status"]["phase"] == phase).count()
+    env.phases(ns).await.values().filter(|p| *p == phase).count()
 }
 
 #[tokio::test]

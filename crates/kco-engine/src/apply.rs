@@ -56,6 +56,26 @@ pub async fn apply_plan(
     Ok(ApplyOutcome { internal_id, created, changed_fields: if created { vec![] } else { plan.changed_fields() } })
 }
 
+/// Keycloak answers 409 "Client already exists" to any update that changes a client's protocol
+/// (openid-connect, saml, docker-v2, either way) while its `docker` feature is on (26.7.3; without the
+/// feature the change is made). A conflict on an update that changes `protocol` says so and what to do;
+/// any other error passes through.
+fn protocol_refused(e: Error, changed: &[String]) -> EngineError {
+    if e.kind != ErrorKind::Conflict || !changed.iter().any(|f| f == "protocol") {
+        return e.into();
+    }
+    EngineError::spec(
+        "ProtocolChange",
+        "protocol",
+        format!(
+            "Keycloak refused to change the protocol of the existing client ({}: {}); it does so for every protocol \
+             change while its docker feature is enabled. Set spec.protocol back to the client's current protocol, or \
+             delete this KeycloakClient and create it again (a new client, with new credentials)",
+            e.what, e.detail
+        ),
+    )
+}
+
 /// One client's operations against one realm, with the lookups they share (the realm's scope ids,
 /// the service-account user, other clients' ids) made once.
 struct Applier<'a> {
@@ -75,7 +95,9 @@ impl Applier<'_> {
         let (kc, realm) = (self.kc, self.realm);
         match op {
             CreateClient { .. } => {}
-            UpdateClient { representation, .. } => kc.update_client(realm, client, representation).await?,
+            UpdateClient { representation, changed } => {
+                kc.update_client(realm, client, representation).await.map_err(|e| protocol_refused(e, changed))?
+            }
             AddDefaultScope(name) => self.scope_link(client, "default-client-scopes", name, true).await?,
             RemoveDefaultScope(name) => self.scope_link(client, "default-client-scopes", name, false).await?,
             AddOptionalScope(name) => self.scope_link(client, "optional-client-scopes", name, true).await?,
@@ -431,4 +453,26 @@ pub async fn target_client(kc: &KeycloakAdmin, realm: &str, client_id: &str) -> 
             format!("realm {realm} has no client {client_id:?}; create it or remove it from the map"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_on_a_protocol_change_says_what_keycloak_refused_and_what_to_do() {
+        let conflict = || Error::new(ErrorKind::Conflict, "PUT /admin/realms/r/clients/1", "Client already exists");
+        let changed = vec!["description".to_string(), "protocol".to_string()];
+        let EngineError::Spec { reason, message } = protocol_refused(conflict(), &changed) else {
+            panic!("a protocol change refused with 409 is a spec problem")
+        };
+        assert_eq!(reason, "ProtocolChange");
+        assert!(message.starts_with("spec.protocol: Keycloak refused"), "{message}");
+        assert!(message.contains("Client already exists") && message.contains("docker feature"), "{message}");
+        // Any other conflict, or any other error on a protocol change, is what it was.
+        let other = protocol_refused(conflict(), &["description".to_string()]);
+        assert!(matches!(other, EngineError::Keycloak(e) if e.kind == ErrorKind::Conflict));
+        let server = protocol_refused(Error::new(ErrorKind::Server, "PUT x", "boom"), &changed);
+        assert!(matches!(server, EngineError::Keycloak(e) if e.kind == ErrorKind::Server));
+    }
 }

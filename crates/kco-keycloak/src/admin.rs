@@ -74,13 +74,25 @@ impl std::fmt::Debug for KeycloakAdmin {
 /// Refresh this long before the token's own expiry so no request goes out with a dying token.
 const TOKEN_SLACK: Duration = Duration::from_secs(15);
 
+/// Keycloak's URL `url` parsed as the admin client uses it (normalized, no trailing slash).
+fn parse_base(url: &str) -> Result<Url, Error> {
+    let base = Url::parse(url.trim_end_matches('/'))
+        .map_err(|e| Error::new(ErrorKind::BadRequest, "parse Keycloak URL", format!("{url:?}: {e}")))?;
+    if base.cannot_be_a_base() {
+        return Err(Error::new(ErrorKind::BadRequest, "parse Keycloak URL", "not an http(s) URL"));
+    }
+    Ok(base)
+}
+
+/// The string [`KeycloakAdmin::base_url`] gives for an admin client built from `url`, without building
+/// one (the operator keys its per-instance gate by it).
+pub fn base_url_of(url: &str) -> Result<String, Error> {
+    Ok(parse_base(url)?.as_str().trim_end_matches('/').to_string())
+}
+
 impl KeycloakAdmin {
     pub fn new(config: KeycloakAdminConfig, metrics: RequestMetrics) -> Result<Self, Error> {
-        let base = Url::parse(config.url.trim_end_matches('/'))
-            .map_err(|e| Error::new(ErrorKind::BadRequest, "parse Keycloak URL", format!("{:?}: {e}", config.url)))?;
-        if base.cannot_be_a_base() {
-            return Err(Error::new(ErrorKind::BadRequest, "parse Keycloak URL", "not an http(s) URL"));
-        }
+        let base = parse_base(&config.url)?;
         let mut builder = reqwest::Client::builder().timeout(config.timeout).connect_timeout(Duration::from_secs(5));
         if let Some(pem) = &config.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -453,6 +465,25 @@ fn lose_create_response() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_url_of_is_the_admin_clients_base_url() {
+        for url in
+            ["http://127.0.0.1:8080", "HTTP://Keycloak.Example:80/", "https://kc.example/auth/", "http://kc:8080/a//"]
+        {
+            let config = KeycloakAdminConfig {
+                url: url.into(),
+                admin_realm: "master".into(),
+                credentials: AdminCredentials::Password { username: "admin".into(), password: SecretString::from("x") },
+                ca_pem: None,
+                timeout: Duration::from_secs(1),
+            };
+            let built = KeycloakAdmin::new(config, RequestMetrics::default()).unwrap();
+            assert_eq!(base_url_of(url).unwrap(), built.base_url(), "{url}");
+        }
+        assert!(base_url_of("not a url").is_err());
+        assert!(base_url_of("mailto:kc@example.com").is_err());
+    }
 
     fn admin() -> KeycloakAdmin {
         KeycloakAdmin::new(

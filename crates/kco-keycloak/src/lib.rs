@@ -10,6 +10,6 @@ mod error;
 mod memo;
 mod metrics;
 
-pub use admin::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, is_plain_segment};
+pub use admin::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, base_url_of, is_plain_segment};
 pub use error::{Error, ErrorKind};
 pub use metrics::RequestMetrics;

@@ -12,19 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-/// Gates by Keycloak instance (its admin URL as `KeycloakAdmin::base_url` gives it, see
-/// [`instance_key`]), made on first use.
+/// Gates by Keycloak instance (its admin URL as `KeycloakAdmin::base_url` gives it, which
+/// `kco_keycloak::base_url_of` computes from a cached KeycloakInstance), made on first use.
 #[derive(Default)]
 pub struct Gates {
     capacity: usize,
     gates: Mutex<BTreeMap<String, Arc<FairGate>>>,
-}
-
-/// The gate key of a Keycloak at `url`: the URL as the admin client normalizes it, so the key
-/// computed from a cached KeycloakInstance is the one `KeycloakAdmin::base_url` gives.
-pub fn instance_key(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url.trim_end_matches('/')).ok()?;
-    Some(parsed.as_str().trim_end_matches('/').to_string())
 }
 
 impl Gates {
@@ -167,27 +160,6 @@ mod tests {
 
     async fn settle() {
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    #[test]
-    fn the_key_from_a_cached_instance_is_the_admin_clients_base_url() {
-        for url in
-            ["http://127.0.0.1:8080", "HTTP://Keycloak.Example:80/", "https://kc.example/auth/", "http://kc:8080/a//"]
-        {
-            let config = kco_keycloak::KeycloakAdminConfig {
-                url: url.into(),
-                admin_realm: "master".into(),
-                credentials: kco_keycloak::AdminCredentials::Password {
-                    username: "admin".into(),
-                    password: secrecy::SecretString::from("x"),
-                },
-                ca_pem: None,
-                timeout: Duration::from_secs(1),
-            };
-            let admin = kco_keycloak::KeycloakAdmin::new(config, kco_keycloak::RequestMetrics::default()).unwrap();
-            assert_eq!(instance_key(url).as_deref(), Some(admin.base_url()), "{url}");
-        }
-        assert_eq!(instance_key("not a url"), None);
     }
 
     type Served = tokio::sync::mpsc::UnboundedSender<(&'static str, oneshot::Sender<()>)>;

@@ -40,7 +40,7 @@ where
     Ok(Api::<K>::namespaced(ctx.kube.clone(), ns).get_opt(name).await?)
 }
 
-/// The gate (instance key, see `gate::instance_key`) a client's reconcile waits at, from the caches
+/// The gate (instance key: `kco_keycloak::base_url_of` its URL) a client's reconcile waits at, from the caches
 /// alone and without waiting for them: `None` when the object does not parse, or its realm or
 /// instance is not cached (yet, or outside the watched namespaces); `converge` and `cleanup` then
 /// wait themselves. Also `None` for an object that is refused before any Keycloak call (invalid spec,
@@ -69,7 +69,7 @@ fn gate_key(
     let realm_ns = realm.namespace().unwrap_or_default();
     let ins_ns = realm.spec.instance_ref.namespace_or(&realm_ns);
     let instance = instances.get(&ObjectRef::new(&realm.spec.instance_ref.name).within(ins_ns))?;
-    super::gate::instance_key(&instance.spec.url)
+    kco_keycloak::base_url_of(&instance.spec.url).ok()
 }
 
 /// Whether the client's namespace may use `realm`, with the sentence status reports either way.

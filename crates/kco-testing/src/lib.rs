@@ -59,6 +59,16 @@ impl Env {
         env
     }
 
+    /// The same environment with `dev/testenv`'s second Keycloak (`KEYCLOAK_DOCKER_URL`), which runs
+    /// with Keycloak's `docker` feature, as its Keycloak: every Keycloak helper of the returned `Env`,
+    /// [`Env::keycloak_setup`] included, talks to it. Same admin credentials.
+    pub async fn docker_keycloak(&self) -> Env {
+        let env =
+            Env { keycloak_url: required("KEYCLOAK_DOCKER_URL").trim_end_matches('/').to_string(), ..self.clone() };
+        env.keycloak_admin_token().await;
+        env
+    }
+
     /// Apply every kco CRD with server-side apply and wait until each is Established.
     async fn install_crds(&self) {
         let api: Api<CustomResourceDefinition> = Api::all(self.kube.clone());

@@ -56,10 +56,10 @@ pub async fn apply_plan(
     Ok(ApplyOutcome { internal_id, created, changed_fields: if created { vec![] } else { plan.changed_fields() } })
 }
 
-/// Keycloak answers 409 "Client already exists" to any update that changes a client's protocol
-/// (openid-connect, saml, docker-v2, either way) while its `docker` feature is on (26.7.3; without the
-/// feature the change is made). A conflict on an update that changes `protocol` says so and what to do;
-/// any other error passes through.
+/// With its `docker` feature on, Keycloak answers 409 "Client already exists" to an update that changes
+/// a client's protocol while the client has a mapper named like one Keycloak adds with the change (the
+/// plan deletes Keycloak's own `docker-v2-allow-all-mapper` first, so this is left for other causes).
+/// A conflict on an update that changes `protocol` says so and what to do; any other error passes through.
 fn protocol_refused(e: Error, changed: &[String]) -> EngineError {
     if e.kind != ErrorKind::Conflict || !changed.iter().any(|f| f == "protocol") {
         return e.into();
@@ -68,9 +68,10 @@ fn protocol_refused(e: Error, changed: &[String]) -> EngineError {
         "ProtocolChange",
         "protocol",
         format!(
-            "Keycloak refused to change the protocol of the existing client ({}: {}); it does so for every protocol \
-             change while its docker feature is enabled. Set spec.protocol back to the client's current protocol, or \
-             delete this KeycloakClient and create it again (a new client, with new credentials)",
+            "Keycloak refused to change the protocol of the existing client ({}: {}). With its docker feature on, \
+             Keycloak does so when the client has a mapper of a name it adds with the change (kco already removed \
+             docker-v2-allow-all-mapper). Remove the conflicting mapper, set spec.protocol back to the client's \
+             current protocol, or delete this KeycloakClient and create it again (a new client, with new credentials)",
             e.what, e.detail
         ),
     )

@@ -180,6 +180,7 @@ pub fn plan_client(desired: &DesiredClient, observed: Option<&ObservedClient>) -
         }
         Some(o) => {
             plan_fields(desired, &o.representation, &mut ops);
+            make_way_for_protocol_change(&o.representation, &mut ops);
             plan_scopes(desired, &o.representation, &mut ops);
             plan_mappers(desired, &o.representation, &mut ops);
             o
@@ -208,6 +209,29 @@ fn plan_fields(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOp
     if !changed.is_empty() {
         ops.push(ClientOperation::UpdateClient { changed, representation: merge(desired, observed) });
     }
+}
+
+/// The name of the mapper Keycloak adds to a client (any protocol) when its `docker` feature is on,
+/// at creation and again at every protocol change.
+const DOCKER_BUILTIN_MAPPER: &str = "docker-v2-allow-all-mapper";
+
+/// With its `docker` feature on, Keycloak (26.7.3) adds its mapper `docker-v2-allow-all-mapper` to a
+/// client whose protocol changes, and answers 409 "Client already exists" when the client still has a
+/// mapper of that name (which it gave the client at creation). So before an update that changes the
+/// protocol, that mapper is deleted; Keycloak puts it back as part of the change.
+fn make_way_for_protocol_change(observed: &Value, ops: &mut Vec<ClientOperation>) {
+    let Some(update) = ops.iter().position(
+        |op| matches!(op, ClientOperation::UpdateClient { changed, .. } if changed.iter().any(|f| f == "protocol")),
+    ) else {
+        return;
+    };
+    let mappers = observed.get("protocolMappers").and_then(Value::as_array).into_iter().flatten();
+    let deletes: Vec<ClientOperation> = mappers
+        .filter(|m| m.get("name").and_then(Value::as_str) == Some(DOCKER_BUILTIN_MAPPER))
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .map(|id| ClientOperation::DeleteMapper { id: id.to_string(), name: DOCKER_BUILTIN_MAPPER.to_string() })
+        .collect();
+    ops.splice(update..update, deletes);
 }
 
 /// The attributes to compare and write: the desired ones, plus an empty value (which makes Keycloak
@@ -247,7 +271,19 @@ fn plan_mappers(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientO
     let have: Vec<&Value> =
         observed.get("protocolMappers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
     let name_of = |m: &Value| m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    // A mapper already deleted to make way for a protocol change is gone (and Keycloak adds it anew).
+    let gone: BTreeSet<String> = ops
+        .iter()
+        .filter_map(|op| match op {
+            ClientOperation::DeleteMapper { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let is_gone = |m: &Value| m.get("id").and_then(Value::as_str).is_some_and(|id| gone.contains(id));
     for m in &have {
+        if is_gone(m) {
+            continue;
+        }
         let name = name_of(m);
         let managed = set.only_prefix.is_none_or(|p| name.starts_with(p));
         if managed && !set.mappers.iter().any(|d| d.name == name) {
@@ -258,6 +294,8 @@ fn plan_mappers(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientO
     for want in &set.mappers {
         match have.iter().find(|m| name_of(m) == want.name) {
             None => ops.push(ClientOperation::CreateMapper(want.representation())),
+            // Keycloak adds it anew with the protocol change; the next reconcile compares it.
+            Some(m) if is_gone(m) => {}
             Some(m) => {
                 let same_type = m.get("protocolMapper").and_then(Value::as_str) == Some(want.protocol_mapper.as_str())
                     && m.get("protocol").and_then(Value::as_str) == Some(want.protocol.as_str());
@@ -722,6 +760,49 @@ mod tests {
             plan_client(&without, Some(&obs(&observed))).operations,
             vec![ClientOperation::DeleteMapper { id: "m-0".into(), name: "kco-audience-orders-api".into() }]
         );
+    }
+
+    #[test]
+    fn a_protocol_change_first_deletes_the_mapper_keycloaks_docker_feature_adds_back() {
+        let docker = DesiredClient::from_spec(
+            &spec(json!({"clientId": "reg", "realmRef": {"name": "r"}, "protocol": "docker-v2"})),
+            Some(&owner()),
+        );
+        let builtin = json!({"id": "b-1", "name": "docker-v2-allow-all-mapper", "protocol": "docker-v2",
+            "protocolMapper": "docker-v2-allow-all-mapper", "config": {}});
+        let mut observed = as_keycloak_returns(&docker);
+        observed["protocolMappers"] = json!([builtin]);
+        assert!(plan_client(&docker, Some(&obs(&observed))).is_empty(), "no protocol change, the mapper stays");
+
+        // Protocol removed from the spec (back to openid-connect): the mapper goes first, then the PUT.
+        let oidc =
+            DesiredClient::from_spec(&spec(json!({"clientId": "reg", "realmRef": {"name": "r"}})), Some(&owner()));
+        let plan = plan_client(&oidc, Some(&obs(&observed)));
+        assert_eq!(
+            plan.operations[0],
+            ClientOperation::DeleteMapper { id: "b-1".into(), name: "docker-v2-allow-all-mapper".into() }
+        );
+        assert!(
+            matches!(&plan.operations[1], ClientOperation::UpdateClient { changed, .. } if changed == &["protocol"])
+        );
+        assert_eq!(plan.operations.len(), 2);
+
+        // With a declared mapper list that leaves it out, or that names it: still one delete, no create
+        // (Keycloak adds it back with the change; the next reconcile compares it).
+        for mappers in [
+            json!([]),
+            json!([{"name": "docker-v2-allow-all-mapper", "protocol": "docker-v2",
+            "protocolMapper": "docker-v2-allow-all-mapper", "config": {}}]),
+        ] {
+            let d = DesiredClient::from_spec(
+                &spec(json!({"clientId": "reg", "realmRef": {"name": "r"}, "protocolMappers": mappers})),
+                Some(&owner()),
+            );
+            let ops = plan_client(&d, Some(&obs(&observed))).operations;
+            let deletes = ops.iter().filter(|o| matches!(o, ClientOperation::DeleteMapper { .. })).count();
+            let creates = ops.iter().filter(|o| matches!(o, ClientOperation::CreateMapper(_))).count();
+            assert_eq!((deletes, creates), (1, 0), "{ops:?}");
+        }
     }
 
     #[test]

@@ -406,3 +406,61 @@ async fn phases_tell_creation_and_update_apart_and_idle_resyncs_write_none() {
     .await;
     assert_eq!(*phases.lock().unwrap(), ["Provisioning", "Ready", "Updating", "Ready"]);
 }
+
+/// docker-v2 against dev/testenv's second Keycloak, which runs with the `docker` feature. That feature
+/// gives every new client a mapper `docker-v2-allow-all-mapper`, adds it again at every protocol change,
+/// and answers 409 to a protocol change while the client still has it; kco deletes it first. Set (created
+/// as docker-v2), change (other fields follow the spec), remove (back to openid-connect), set again, and
+/// a change to saml with an explicit empty mapper list (which ends without Keycloak's mapper).
+#[tokio::test]
+async fn docker_v2_set_change_and_remove_with_the_docker_feature() {
+    let env = Env::connect().await.docker_keycloak().await;
+    let ns = env.namespace("docker").await;
+    env.keycloak_setup(&ns, &ns).await;
+    let op = kco_testing::Operator::start(KCO, &ns, &["--resync", "2s"]).await;
+    let registry = |extra: Value| {
+        let mut spec = json!({"clientId": "registry", "realmRef": {"name": "realm"}, "manageSecret": false});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        spec
+    };
+    let builtin = |c: &Value| mapper(c, "docker-v2-allow-all-mapper").is_some();
+
+    // Set.
+    let s = converge(&env, &ns, "registry", registry(json!({"protocol": "docker-v2", "clientName": "Registry"}))).await;
+    let id = s["internalId"].clone();
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!((c["protocol"].as_str(), c["name"].as_str()), (Some("docker-v2"), Some("Registry")));
+    assert!(builtin(&c), "Keycloak's docker feature gave the client its mapper: {}", c["protocolMappers"]);
+
+    // Change: the other fields of a docker-v2 client follow the spec.
+    let changed = registry(
+        json!({"protocol": "docker-v2", "clientName": "Registry 2", "baseUrl": "https://registry.example.com"}),
+    );
+    let s = converge(&env, &ns, "registry", changed.clone()).await;
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!(c["protocol"], "docker-v2");
+    assert_eq!((c["name"].as_str(), c["baseUrl"].as_str()), (Some("Registry 2"), Some("https://registry.example.com")));
+    idle_writes_nothing(&op).await;
+
+    // Remove: the protocol falls back to openid-connect although the client has Keycloak's mapper.
+    let s = converge(&env, &ns, "registry", registry(json!({"clientName": "Registry 2"}))).await;
+    assert_eq!(s["internalId"], id, "the same client, not a new one");
+    let c = keycloak_client(&env, &ns, &s).await;
+    assert_eq!(c["protocol"], "openid-connect");
+    assert!(builtin(&c), "Keycloak added its mapper back with the change: {}", c["protocolMappers"]);
+
+    // Set again, then saml with the mapper list emptied: the change is made, and the mapper Keycloak
+    // adds with it is removed by the next reconcile.
+    let s = converge(&env, &ns, "registry", changed).await;
+    assert_eq!(keycloak_client(&env, &ns, &s).await["protocol"], "docker-v2");
+    let s = converge(&env, &ns, "registry", registry(json!({"protocol": "saml", "protocolMappers": []}))).await;
+    assert_eq!(s["internalId"], id);
+    wait_for("saml client without mappers", READY, || async {
+        let c = keycloak_client(&env, &ns, &s).await;
+        (c["protocol"] == "saml" && unset(&c["protocolMappers"])).then_some(())
+    })
+    .await;
+    idle_writes_nothing(&op).await;
+}

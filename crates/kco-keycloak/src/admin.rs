@@ -1,5 +1,6 @@
 //! The authenticated Admin API client of one Keycloak instance.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url};
@@ -59,6 +60,11 @@ pub struct KeycloakAdmin {
     token: Mutex<Option<CachedToken>>,
     metrics: RequestMetrics,
     memo: Memo,
+    /// A connection to Keycloak was refused (or could not be opened) since its last answer.
+    refused: AtomicBool,
+    /// Keycloak answered again after refusing connections, and no one has taken note yet: see
+    /// [`KeycloakAdmin::take_comeback`].
+    came_back: AtomicBool,
 }
 
 impl std::fmt::Debug for KeycloakAdmin {
@@ -110,7 +116,31 @@ impl KeycloakAdmin {
             token: Mutex::new(None),
             metrics,
             memo: Memo::default(),
+            refused: AtomicBool::new(false),
+            came_back: AtomicBool::new(false),
         })
+    }
+
+    /// Whether Keycloak answered again after it could not be connected to (its process was down:
+    /// restarted, or restored from a backup) since the last call; `true` once per such comeback. A
+    /// Keycloak that comes back may have lost writes it acknowledged just before (a database that had
+    /// not flushed them), so the operator then re-reads every client. A reset or a timeout on an open
+    /// connection does not count.
+    pub fn take_comeback(&self) -> bool {
+        self.came_back.swap(false, Ordering::Relaxed)
+    }
+
+    /// Note the outcome of sending one request: whether Keycloak answered.
+    fn note_send<T>(&self, sent: &Result<T, reqwest::Error>) {
+        match sent {
+            Ok(_) => {
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    self.came_back.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.is_connect() => self.refused.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -162,7 +192,9 @@ impl KeycloakAdmin {
         };
         self.metrics.inc("POST", "token");
         let what = "obtain admin token".to_string();
-        let resp = self.http.post(url).form(&form).send().await.map_err(|e| transport(what.clone(), &e))?;
+        let sent = self.http.post(url).form(&form).send().await;
+        self.note_send(&sent);
+        let resp = sent.map_err(|e| transport(what.clone(), &e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.text().await.map_err(|e| transport(what.clone(), &e))?;
@@ -221,7 +253,9 @@ impl KeycloakAdmin {
                 req = req.json(b);
             }
             self.metrics.inc(method.as_str(), kind);
-            let resp = req.send().await.map_err(|e| transport(what.clone(), &e))?;
+            let sent = req.send().await;
+            self.note_send(&sent);
+            let resp = sent.map_err(|e| transport(what.clone(), &e))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !force {
                 force = true;
@@ -483,6 +517,57 @@ mod tests {
         }
         assert!(base_url_of("not a url").is_err());
         assert!(base_url_of("mailto:kc@example.com").is_err());
+    }
+
+    /// A refused connection followed by any answer is one comeback, reported once; a connection that
+    /// opens and then fails is none. (A loopback socket stands in for Keycloak: this checks how the
+    /// client classifies transport failures, not Keycloak; `faults_restart` kills the real one.)
+    #[tokio::test]
+    async fn a_refused_connection_then_an_answer_is_one_comeback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let kc = KeycloakAdmin::new(
+            KeycloakAdminConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                admin_realm: "master".into(),
+                credentials: AdminCredentials::Password { username: "u".into(), password: SecretString::from("p") },
+                ca_pem: None,
+                timeout: Duration::from_secs(5),
+            },
+            RequestMetrics::default(),
+        )
+        .unwrap();
+        let refused = kc.get(&["r"], &[], "realm").await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Unreachable);
+        assert!(!kc.take_comeback(), "no answer yet");
+
+        // The port answers again: one HTTP answer (401 from the token endpoint) is a comeback.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let server = tokio::spawn(async move {
+            for answer in [true, false] {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                if answer {
+                    let body = "{\"error\":\"invalid_grant\"}";
+                    let head = format!(
+                        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    sock.write_all(head.as_bytes()).await.unwrap();
+                    sock.write_all(body.as_bytes()).await.unwrap();
+                }
+                // else: the connection opens and is closed without an answer.
+            }
+        });
+        assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unauthorized);
+        assert!(kc.take_comeback(), "Keycloak answered after refusing");
+        assert!(!kc.take_comeback(), "reported once");
+        assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unreachable);
+        server.await.unwrap();
+        assert!(!kc.take_comeback(), "a connection that opened and broke is no comeback");
     }
 
     fn admin() -> KeycloakAdmin {

@@ -20,14 +20,37 @@ fn clients(default: usize) -> usize {
 
 /// `dev/testenv restart NAME --kill`: SIGKILL the server, start it again with its data, wait until ready.
 async fn restart(name: &str) {
+    restart_with(name, &["--kill"]).await;
+}
+
+/// `dev/testenv restart NAME ARGS…`.
+async fn restart_with(name: &str, args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dev/testenv");
-    let out = tokio::process::Command::new(script).args(["restart", name, "--kill"]).output().await.unwrap();
+    let out = tokio::process::Command::new(script).args(["restart", name]).args(args).output().await.unwrap();
     assert!(
         out.status.success(),
         "dev/testenv restart {name} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Whether every KeycloakClient in `ns` is Ready and its status names a client that Keycloak holds
+/// (two list calls).
+async fn all_held(env: &Env, ns: &str) -> bool {
+    let api: kube::Api<kco_api::KeycloakClient> = kube::Api::namespaced(env.kube.clone(), ns);
+    let Ok(list) = api.list(&Default::default()).await else { return false };
+    let Some(held) = env.keycloak_get(&format!("{ns}/clients?first=0&max=100000&briefRepresentation=true")).await
+    else {
+        return false;
+    };
+    let ids: std::collections::HashSet<&str> =
+        held.as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
+    list.items.iter().all(|kc| {
+        let status = kc.status.as_ref();
+        status.and_then(|s| s.phase.as_ref()).is_some_and(|p| format!("{p:?}") == "Ready")
+            && status.and_then(|s| s.internal_id.as_deref()).is_some_and(|id| ids.contains(id))
+    })
 }
 
 async fn audited_namespace(env: &Env, prefix: &str) -> String {
@@ -55,7 +78,7 @@ async fn keycloak_killed_while_clients_are_created_then_restarted() {
     for name in &names {
         env.apply(&ns, audited_client(name)).await;
     }
-    let _op = Operator::start(KCO, &ns, &["--resync", "30m"]).await;
+    let op = Operator::start(KCO, &ns, &["--resync", "30m"]).await;
     // Mid-run: some clients are Ready, most are not.
     kco_testing::wait_for("the first clients Ready", Duration::from_secs(300), || async {
         (ready_count(&env, &ns, &names).await >= n / 6).then_some(())
@@ -65,6 +88,15 @@ async fn keycloak_killed_while_clients_are_created_then_restarted() {
     assert!(before < n, "every client was Ready before Keycloak was killed: the test did not test a kill mid-run");
     restart("keycloak").await;
     env.wait_all_ready(&ns, &names, Duration::from_secs(600 + 2 * n as u64)).await;
+    // Keycloak's dev-mode H2 database can lose the writes of the last moment before a SIGKILL, though
+    // it acknowledged them: a client kco saw created (and made Ready) is then gone. kco noticed that
+    // Keycloak refused connections and answered again, and reconciles every client once more, which
+    // creates the lost ones anew (without waiting for the 30-minute resync).
+    assert!(op.counter("kco_keycloak_comebacks", &[]).await >= 1, "kco did not notice Keycloak coming back");
+    kco_testing::wait_for("every client's status naming a client Keycloak holds", Duration::from_secs(300), || async {
+        all_held(&env, &ns).await.then_some(())
+    })
+    .await;
     env.audit(&ns, &ns, "kcdown-", &names).await;
     eprintln!("Keycloak SIGKILLed with {before}/{n} clients Ready, restarted; all {n} Ready, nothing lost");
 }
@@ -96,4 +128,46 @@ async fn kube_apiserver_restarted_mid_run() {
     // No duplicate writes: each client costs kco three Keycloak writes (client, role, grant).
     let writes = op.keycloak_writes().await;
     assert!(writes <= 3 * n as u64, "{writes} Keycloak writes for {n} clients");
+}
+
+/// A Keycloak that comes back without a client kco had made (a write its database lost in the crash,
+/// or a restore from an older backup) gets it back as soon as it answers, not at the next resync
+/// (30 minutes here). The client is deleted by hand to stand in for the lost write; Keycloak is
+/// stopped (SIGTERM, so its database keeps that deletion: a SIGKILL right after it can undo it) while
+/// kco has work for it, so kco sees connections refused and then answered.
+#[tokio::test]
+async fn a_client_keycloak_lost_while_down_is_made_again_when_it_answers() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::connect().await;
+    let ns = audited_namespace(&env, "kclost").await;
+    let op = Operator::start(KCO, &ns, &["--resync", "30m"]).await;
+    env.apply(&ns, audited_client("lost")).await;
+    let before = env.wait_phase(&ns, "lost", "Ready", Duration::from_secs(120)).await;
+    let old_id = before["internalId"].as_str().unwrap().to_string();
+    env.keycloak_send(reqwest::Method::DELETE, &format!("{ns}/clients/{old_id}"), None).await;
+
+    // Keycloak down; meanwhile more work arrives, which kco cannot do until Keycloak answers.
+    let restarting = tokio::spawn(restart_with("keycloak", &[]));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let busy: Vec<String> = (0..5).map(|i| format!("busy-{i}")).collect();
+    for name in &busy {
+        env.apply(&ns, audited_client(name)).await;
+    }
+    restarting.await.unwrap();
+    env.wait_all_ready(&ns, &busy, Duration::from_secs(300)).await;
+    let status = kco_testing::wait_for("the lost client made again", Duration::from_secs(120), || async {
+        let s = env.client_status(&ns, "lost").await;
+        (s["phase"] == "Ready" && s["internalId"].as_str().is_some_and(|id| id != old_id)).then_some(s)
+    })
+    .await;
+    assert!(op.counter("kco_keycloak_comebacks", &[]).await >= 1, "kco did not notice Keycloak coming back");
+    let id = status["internalId"].as_str().unwrap();
+    let client = env.keycloak_get(&format!("{ns}/clients/{id}")).await.expect("the new client in Keycloak");
+    assert_eq!(client["clientId"], "lost");
+    let secret = env.keycloak_get(&format!("{ns}/clients/{id}/client-secret")).await.unwrap();
+    kco_testing::wait_for("the managed Secret holding the new client's secret", Duration::from_secs(30), || async {
+        let data = env.secret_data(&ns, "lost-credentials").await?;
+        (data.get("client-secret").map(String::as_str) == secret["value"].as_str()).then_some(())
+    })
+    .await;
 }

@@ -315,7 +315,9 @@ async fn converge(
     } else {
         ctx.gates.enter(target.admin.base_url(), &kc.namespace().unwrap_or_default()).await
     };
-    let existing = match find_existing(kc, &target).await {
+    let existing = find_existing(kc, &target).await;
+    ctx.note_keycloak_comeback(&target.admin);
+    let existing = match existing {
         Err(e) if e.kind == ErrorKind::NotFound => {
             ensure_realm(ctx, &target.admin, &target.realm).await?;
             None

@@ -102,6 +102,10 @@ pub struct Context {
     pub gates: super::gate::Gates,
     /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
     realm_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Counts the times a Keycloak answered again after refusing connections; each change
+    /// re-reconciles every KeycloakClient (see [`Context::note_keycloak_comeback`]).
+    pub keycloak_back: tokio::sync::watch::Sender<u64>,
+    keycloak_comebacks: Counter,
 }
 
 impl Context {
@@ -143,6 +147,12 @@ impl Context {
         );
         let reconciles = Family::<ResultLabel, Counter>::default();
         registry.register("kco_reconciliations", "KeycloakClient reconciliations, by result", reconciles.clone());
+        let keycloak_comebacks = Counter::default();
+        registry.register(
+            "kco_keycloak_comebacks",
+            "Times a Keycloak answered again after refusing connections (every client is then read again)",
+            keycloak_comebacks.clone(),
+        );
         let events_client = kube.clone();
         let recorder = Rolling::new(EVENTS_PER_RECORDER, move || {
             Recorder::new(events_client.clone(), Reporter { controller: "kco".into(), instance: None })
@@ -165,6 +175,25 @@ impl Context {
             clients: std::sync::OnceLock::new(),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watched_namespace,
+            keycloak_back: tokio::sync::watch::Sender::new(0),
+            keycloak_comebacks,
+        }
+    }
+
+    /// After a reconcile talked to `admin`: if that Keycloak answered again after refusing
+    /// connections, reconcile every KeycloakClient once more. A Keycloak that was down may have lost
+    /// writes it acknowledged just before (restored from a backup, or a database that had not flushed
+    /// them); clients whose reconcile was Ready before would otherwise wait for the next resync to be
+    /// repaired. Reads only for a client that is as declared. Several comebacks before the controller
+    /// gets to it make one round.
+    pub fn note_keycloak_comeback(&self, admin: &kco_keycloak::KeycloakAdmin) {
+        if admin.take_comeback() {
+            tracing::info!(
+                keycloak = admin.base_url(),
+                "Keycloak answers again after refusing connections; reconciling every client"
+            );
+            self.keycloak_comebacks.inc();
+            self.keycloak_back.send_modify(|n| *n += 1);
         }
     }
 

@@ -193,6 +193,13 @@ where
     catch_panic(&key, reconcile(o, ctx)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
 }
 
+/// One item each time [`Context::keycloak_back`] changes (changes made meanwhile fold into one).
+fn comebacks(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(ctx.keycloak_back.subscribe(), |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
+}
+
 /// The KeycloakClient controller, and what else triggers a client's reconcile.
 fn client_controller(
     controller: Controller<GuardedClient>,
@@ -225,6 +232,9 @@ fn client_controller(
         .watches_stream(instance_events, move |_: KeycloakInstance| {
             all_clients.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
         })
+        // A Keycloak that answers again after refusing connections may have lost recent writes:
+        // every client is reconciled once more (see `Context::note_keycloak_comeback`).
+        .reconcile_all_on(comebacks(&ctx))
         .shutdown_on_signal()
         .run(client::reconcile, client::error_policy, ctx)
         .for_each(|res| async move {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::EngineError;
 use crate::guard;
-use crate::plan::{ClientOperation, ClientPlan, ObservedClient};
+use crate::plan::{ClientOperation, ClientPlan, DOCKER_BUILTIN_MAPPER, ObservedClient};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyOutcome {
@@ -44,13 +44,27 @@ pub async fn apply_plan(
             .map(|id| ServiceAccountUser { id, checked: true }),
         client_ids: observed.map(|o| o.client_ids.clone()).unwrap_or_default(),
     };
+    // Keycloak's docker mapper, deleted to make way for a protocol change (see plan).
+    let mut made_way = false;
     for op in &plan.operations {
         if let ClientOperation::CreateClient { representation } = op {
             id = Some(kc.create_client(realm, representation).await?);
             created = true;
             continue;
         }
-        applier.apply(need(&id)?, op).await?;
+        let client = need(&id)?;
+        let result = applier.apply(client, op).await;
+        match op {
+            ClientOperation::DeleteMapper { name, .. } if name == DOCKER_BUILTIN_MAPPER => made_way = result.is_ok(),
+            ClientOperation::UpdateClient { .. } if made_way && result.is_err() => {
+                // The protocol did not change, so Keycloak did not add its mapper back: put it back,
+                // as it was (best effort; the error that matters is the update's).
+                let path = [realm, "clients", client, "protocol-mappers", "models"];
+                let _ = kc.post(&path, &docker_builtin_mapper(), "protocol-mapper").await;
+            }
+            _ => {}
+        }
+        result?;
     }
     let internal_id = id.ok_or_else(|| Error::new(ErrorKind::Protocol, "apply", "no client id after apply"))?;
     Ok(ApplyOutcome { internal_id, created, changed_fields: if created { vec![] } else { plan.changed_fields() } })
@@ -69,12 +83,18 @@ fn protocol_refused(e: Error, changed: &[String]) -> EngineError {
         "protocol",
         format!(
             "Keycloak refused to change the protocol of the existing client ({}: {}). With its docker feature on, \
-             Keycloak does so when the client has a mapper of a name it adds with the change (kco already removed \
-             docker-v2-allow-all-mapper). Remove the conflicting mapper, set spec.protocol back to the client's \
+             Keycloak does so when the client has a mapper of a name it adds with the change (kco removes its \
+             docker-v2-allow-all-mapper first). Remove the conflicting mapper, set spec.protocol back to the client's \
              current protocol, or delete this KeycloakClient and create it again (a new client, with new credentials)",
             e.what, e.detail
         ),
     )
+}
+
+/// Keycloak's own mapper of a client while its docker feature is on, as Keycloak makes it.
+fn docker_builtin_mapper() -> serde_json::Value {
+    serde_json::json!({"name": DOCKER_BUILTIN_MAPPER, "protocol": "docker-v2",
+        "protocolMapper": DOCKER_BUILTIN_MAPPER, "config": {}})
 }
 
 /// One client's operations against one realm, with the lookups they share (the realm's scope ids,

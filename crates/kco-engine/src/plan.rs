@@ -213,7 +213,7 @@ fn plan_fields(desired: &DesiredClient, observed: &Value, ops: &mut Vec<ClientOp
 
 /// The name of the mapper Keycloak adds to a client (any protocol) when its `docker` feature is on,
 /// at creation and again at every protocol change.
-const DOCKER_BUILTIN_MAPPER: &str = "docker-v2-allow-all-mapper";
+pub(crate) const DOCKER_BUILTIN_MAPPER: &str = "docker-v2-allow-all-mapper";
 
 /// With its `docker` feature on, Keycloak (26.7.3) adds its mapper `docker-v2-allow-all-mapper` to a
 /// client whose protocol changes, and answers 409 "Client already exists" when the client still has a

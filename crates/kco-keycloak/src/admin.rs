@@ -65,6 +65,8 @@ pub struct KeycloakAdmin {
     /// Keycloak answered again after refusing connections, and no one has taken note yet: see
     /// [`KeycloakAdmin::take_comeback`].
     came_back: AtomicBool,
+    /// When the last comeback was reported, to report at most one per [`COMEBACK_INTERVAL`].
+    last_comeback: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for KeycloakAdmin {
@@ -76,6 +78,9 @@ impl std::fmt::Debug for KeycloakAdmin {
             .finish_non_exhaustive()
     }
 }
+
+/// At most one comeback (see [`KeycloakAdmin::take_comeback`]) per this long.
+pub const COMEBACK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Refresh this long before the token's own expiry so no request goes out with a dying token.
 const TOKEN_SLACK: Duration = Duration::from_secs(15);
@@ -118,14 +123,17 @@ impl KeycloakAdmin {
             memo: Memo::default(),
             refused: AtomicBool::new(false),
             came_back: AtomicBool::new(false),
+            last_comeback: std::sync::Mutex::new(None),
         })
     }
 
     /// Whether Keycloak answered again after it could not be connected to (its process was down:
     /// restarted, or restored from a backup) since the last call; `true` once per such comeback. A
     /// Keycloak that comes back may have lost writes it acknowledged just before (a database that had
-    /// not flushed them), so the operator then re-reads every client. A reset or a timeout on an open
-    /// connection does not count.
+    /// not flushed them), so the operator then re-reads every client. Neither a reset or a timeout on
+    /// an open connection nor a connect timeout (an overloaded Keycloak dropping connections) counts,
+    /// and at most one comeback is reported per [`COMEBACK_INTERVAL`], so a flapping network cannot
+    /// make the operator re-read everything again and again.
     pub fn take_comeback(&self) -> bool {
         self.came_back.swap(false, Ordering::Relaxed)
     }
@@ -134,11 +142,15 @@ impl KeycloakAdmin {
     fn note_send<T>(&self, sent: &Result<T, reqwest::Error>) {
         match sent {
             Ok(_) => {
-                if self.refused.swap(false, Ordering::Relaxed) {
+                if self.refused.swap(false, Ordering::Relaxed)
+                    && let Ok(mut last) = self.last_comeback.lock()
+                    && last.is_none_or(|t| t.elapsed() >= COMEBACK_INTERVAL)
+                {
+                    *last = Some(Instant::now());
                     self.came_back.store(true, Ordering::Relaxed);
                 }
             }
-            Err(e) if e.is_connect() => self.refused.store(true, Ordering::Relaxed),
+            Err(e) if e.is_connect() && !e.is_timeout() => self.refused.store(true, Ordering::Relaxed),
             Err(_) => {}
         }
     }
@@ -568,6 +580,20 @@ mod tests {
         assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unreachable);
         server.await.unwrap();
         assert!(!kc.take_comeback(), "a connection that opened and broke is no comeback");
+
+        // Refused and answered again within COMEBACK_INTERVAL: not reported a second time.
+        assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unreachable);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            sock.write_all(head.as_bytes()).await.unwrap();
+        });
+        assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unauthorized);
+        server.await.unwrap();
+        assert!(!kc.take_comeback(), "one comeback per interval");
     }
 
     fn admin() -> KeycloakAdmin {

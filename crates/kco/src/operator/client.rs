@@ -42,9 +42,8 @@ pub async fn reconcile(
         None => None,
     };
     // Without a turn from the caches (realm or instance not known yet), converge waits for one itself.
-    let has_turn = turn.is_some() || ctx.gates.unlimited();
-    let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), has_turn))).await;
-    drop(turn);
+    let turn = Turn { held: turn.is_some() || ctx.gates.unlimited(), permit: turn };
+    let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), turn))).await;
     match result {
         Ok(result) => result,
         Err(panic) => {
@@ -54,10 +53,24 @@ pub async fn reconcile(
     }
 }
 
+/// A reconcile's turn at its Keycloak instance's gate (see `gate`): taken in `reconcile` from the
+/// caches when they name the instance (`held`), else waited for once the instance is resolved.
+pub struct Turn {
+    held: bool,
+    permit: Option<super::gate::Permit>,
+}
+
+impl Turn {
+    /// The slot to hold while talking to Keycloak at `instance`; `None` without a limit.
+    async fn wait(self, ctx: &Context, instance: &str, tenant: &str) -> Option<super::gate::Permit> {
+        if self.held { self.permit } else { ctx.gates.enter(instance, tenant).await }
+    }
+}
+
 async fn reconcile_object(
     guarded: Arc<GuardedClient>,
     ctx: Arc<Context>,
-    has_turn: bool,
+    turn: Turn,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
     // Test hook: a reconcile of the named object panics, to show it fails alone.
     #[cfg(feature = "fault-injection")]
@@ -74,8 +87,8 @@ async fn reconcile_object(
     let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
     let result = finalizer(&api, CLIENT_FINALIZER, kc, |event| async {
         match event {
-            Finalizer::Apply(kc) => apply(&kc, &ctx, has_turn).await,
-            Finalizer::Cleanup(kc) => cleanup(&kc, &ctx, has_turn).await,
+            Finalizer::Apply(kc) => apply(&kc, &ctx, turn).await,
+            Finalizer::Cleanup(kc) => cleanup(&kc, &ctx, turn).await,
         }
     })
     .await;
@@ -250,9 +263,9 @@ impl StatusFacts {
     }
 }
 
-async fn apply(kc: &KeycloakClient, ctx: &Context, has_turn: bool) -> Result<Action, ReconcileError> {
+async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action, ReconcileError> {
     let mut facts = StatusFacts::default();
-    match converge(kc, ctx, &mut facts, has_turn).await {
+    match converge(kc, ctx, &mut facts, turn).await {
         Ok(done) => {
             let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
             if kc.spec.authentication_flows.as_ref().is_some_and(|f| f.client_authentication_flow.is_some()) {
@@ -300,21 +313,18 @@ fn error_phase(e: &ReconcileError) -> Phase {
 /// Bring Keycloak and the Secret in line with the spec, step by step: validate → resolve → find the
 /// client (creating the realm when it is missing) → build the desired state → plan and apply →
 /// Authorization Services → credentials → Secrets. Each step records what status should say in `facts`.
-/// `has_turn`: the reconcile already holds its turn at the instance's gate (see `reconcile`).
+/// `turn`: this reconcile's turn at the instance's gate (see `reconcile`), handed on after the last
+/// Keycloak call: the Kubernetes writes that follow (Secrets, status, Events) take no slot.
 async fn converge(
     kc: &KeycloakClient,
     ctx: &Context,
     facts: &mut StatusFacts,
-    has_turn: bool,
+    turn: Turn,
 ) -> Result<Converged, ReconcileError> {
     check_spec(kc)?;
     let target = resolve(ctx, kc, facts).await?;
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
-    let _turn = if has_turn {
-        None
-    } else {
-        ctx.gates.enter(target.admin.base_url(), &kc.namespace().unwrap_or_default()).await
-    };
+    let turn = turn.wait(ctx, target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
     let existing = find_existing(kc, &target).await;
     ctx.note_keycloak_comeback(&target.admin);
     let existing = match existing {
@@ -350,6 +360,7 @@ async fn converge(
         current,
     };
     let creds = client_secret(ctx, kc, secret_of, now).await?;
+    drop(turn);
     facts.last_rotation = creds.last_rotation;
     facts.next_rotation = creds.next_rotation;
     facts.regenerated_generation = Some(creds.regenerated_generation);
@@ -368,10 +379,16 @@ async fn converge(
     if event.is_some() {
         facts.changed_at = Some(now);
     }
-    let requeue = creds.next_rotation.and_then(|next| {
+    let mut requeue = creds.next_rotation.and_then(|next| {
         let secs = next.as_second().saturating_sub(now.as_second()).max(1);
         Some(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
     });
+    // A protocol change makes Keycloak add mappers of its own (the docker feature's): look again
+    // shortly, so a declared mapper list holds without waiting for the resync.
+    if applied.changed_fields.iter().any(|f| f == "protocol") {
+        let soon = std::time::Duration::from_secs(2);
+        requeue = Some(requeue.map_or(soon, |r| r.min(soon)));
+    }
     Ok(Converged { event, requeue })
 }
 
@@ -602,7 +619,7 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
     kco_engine::converge::find_existing(&target.admin, &target.realm_name, &kc.spec.client_id, recorded).await
 }
 
-async fn cleanup(kc: &KeycloakClient, ctx: &Context, has_turn: bool) -> Result<Action, ReconcileError> {
+async fn cleanup(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action, ReconcileError> {
     let ns = kc.namespace().unwrap_or_default();
     // Secrets in other namespaces have no owner reference to collect them: delete them here, like
     // Kubernetes deletes the local ones (whatever deletionPolicy says about the Keycloak client).
@@ -625,7 +642,7 @@ async fn cleanup(kc: &KeycloakClient, ctx: &Context, has_turn: bool) -> Result<A
         return Ok(Action::await_change());
     };
     let realm_name = &realm_name;
-    let _turn = if has_turn { None } else { ctx.gates.enter(admin.base_url(), &ns).await };
+    let _turn = turn.wait(ctx, admin.base_url(), &ns).await;
     let owner = Owner { namespace: ns.clone(), name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
     let found = match admin.find_client(realm_name, &kc.spec.client_id).await {
         Ok(found) => found,

@@ -211,6 +211,7 @@ fn client_controller(
     let store = controller.store();
     let secret_store = store.clone();
     let all_clients = store.clone();
+    let realms = ctx.stores.realms.clone();
     let echoes = ctx.clone();
     controller
         // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
@@ -227,10 +228,10 @@ fn client_controller(
         // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
         .watches_stream(realm_events, move |realm| clients_of_realm(&store, &realm))
         // An instance change (grants, URL, credentials, or reachability flipping in its status)
-        // re-reconciles every client: which realms use the instance is not indexed, and such changes
-        // are rare. A Keycloak that comes back is thus noticed at once instead of at the next backoff.
-        .watches_stream(instance_events, move |_: KeycloakInstance| {
-            all_clients.state().into_iter().map(|c| ObjectRef::from_obj(&*c))
+        // re-reconciles the clients of the realms that use it (found in the caches). A Keycloak that
+        // comes back is thus noticed at once instead of at the next backoff.
+        .watches_stream(instance_events, move |instance: KeycloakInstance| {
+            clients_of_instance(&realms, &all_clients, &instance)
         })
         // A Keycloak that answers again after refusing connections may have lost recent writes:
         // every client is reconciled once more (see `Context::note_keycloak_comeback`).
@@ -294,6 +295,26 @@ fn clients_of_realm(clients: &reflector::Store<GuardedClient>, realm: &KeycloakR
             c.spec().is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
         })
         .map(|c| ObjectRef::from_obj(&*c))
+        .collect()
+}
+
+/// The KeycloakClients of every cached KeycloakRealm whose instanceRef names the instance: an
+/// instance change concerns only them (with many tenants' instances, re-reconciling every client at
+/// each instance's status change made thousands of reconciles of unrelated objects).
+fn clients_of_instance(
+    realms: &reflector::Store<KeycloakRealm>,
+    clients: &reflector::Store<GuardedClient>,
+    instance: &KeycloakInstance,
+) -> Vec<ObjectRef<GuardedClient>> {
+    let (ins_ns, ins_name) = (instance.namespace().unwrap_or_default(), instance.name_any());
+    realms
+        .state()
+        .iter()
+        .filter(|r| {
+            let realm_ns = r.namespace().unwrap_or_default();
+            r.spec.instance_ref.name == ins_name && r.spec.instance_ref.namespace_or(&realm_ns) == ins_ns
+        })
+        .flat_map(|r| clients_of_realm(clients, r))
         .collect()
 }
 
@@ -557,6 +578,31 @@ mod tests {
             "spec": {"realmName": "r", "instanceRef": {"name": "kc"}}}))
         .expect("a KeycloakRealm");
         assert_eq!(names(clients_of_realm(&clients, &realm)), ["a/same-ns", "b/cross-ns"]);
+    }
+
+    #[test]
+    fn an_instance_triggers_the_clients_of_the_realms_that_use_it() {
+        let clients: reflector::Store<GuardedClient> = store_of(vec![
+            client("a", "uses", serde_json::json!({"clientId": "1", "realmRef": {"name": "r"}})),
+            client("b", "other-realm", serde_json::json!({"clientId": "2", "realmRef": {"name": "q"}})),
+            client("c", "cross-ns", serde_json::json!({"clientId": "3", "realmRef": {"name": "p"}})),
+        ]);
+        let realm = |ns: &str, name: &str, instance_ref: serde_json::Value| -> serde_json::Value {
+            serde_json::json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakRealm",
+                "metadata": {"name": name, "namespace": ns}, "spec": {"realmName": name, "instanceRef": instance_ref}})
+        };
+        let realms: reflector::Store<KeycloakRealm> = store_of(vec![
+            realm("a", "r", serde_json::json!({"name": "kc"})),
+            realm("b", "q", serde_json::json!({"name": "kc"})),
+            realm("c", "p", serde_json::json!({"name": "kc", "namespace": "a"})),
+        ]);
+        let instance: KeycloakInstance = serde_json::from_value(serde_json::json!({"apiVersion": "kco.dev/v1",
+            "kind": "KeycloakInstance", "metadata": {"name": "kc", "namespace": "a"},
+            "spec": {"url": "https://kc", "adminSecretRef": {"name": "admin"}}}))
+        .expect("a KeycloakInstance");
+        let mut got = names(clients_of_instance(&realms, &clients, &instance));
+        got.sort();
+        assert_eq!(got, ["a/uses", "c/cross-ns"], "b's realm names its own namespace's instance kc");
     }
 
     #[test]

@@ -60,6 +60,10 @@ fn gate_key(
     let realm_ns = spec.realm_ref.namespace_or(&ns);
     let realm = realms.get(&ObjectRef::new(&spec.realm_ref.name).within(realm_ns))?;
     let deleting = kube::Resource::meta(guarded).deletion_timestamp.is_some();
+    // Without kco's finalizer the reconcile only adds it (a Kubernetes write): no Keycloak call.
+    if !deleting && !guarded.finalizers().iter().any(|f| f == kco_api::CLIENT_FINALIZER) {
+        return None;
+    }
     let refused = kco_engine::converge::check_spec(spec).is_err()
         || !realm.spec.grants(&ns)
         || !kco_engine::guard::check_against_realm(spec, &realm.spec).is_empty();
@@ -372,10 +376,9 @@ mod tests {
                 .unwrap(),
         ]);
         let client = |ns: &str, spec: serde_json::Value, deleting: bool| -> GuardedClient {
-            let mut meta = json!({"name": "svc", "namespace": ns});
+            let mut meta = json!({"name": "svc", "namespace": ns, "finalizers": [kco_api::CLIENT_FINALIZER]});
             if deleting {
                 meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-                meta["finalizers"] = json!(["kco.dev/finalizer"]);
             }
             serde_json::from_value(
                 json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakClient", "metadata": meta, "spec": spec}),
@@ -385,6 +388,10 @@ mod tests {
         let valid = json!({"clientId": "svc", "realmRef": {"name": "realm"}});
         let key = |c: &GuardedClient| gate_key(&realms, &instances, c);
         assert_eq!(key(&client("team-a", valid.clone(), false)).as_deref(), Some("https://kc.example"));
+        // Its first reconcile only adds kco's finalizer: no slot.
+        let mut fresh = client("team-a", valid.clone(), false);
+        kube::Resource::meta_mut(&mut fresh).finalizers = None;
+        assert_eq!(key(&fresh), None);
         // Not cached (the realm is in another namespace than the client looks): converge waits itself.
         assert_eq!(key(&client("team-b", valid.clone(), false)), None);
         // Refused before any Keycloak call: an invalid spec takes no slot; deleting it still does.

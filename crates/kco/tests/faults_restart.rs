@@ -148,7 +148,11 @@ async fn a_client_keycloak_lost_while_down_is_made_again_when_it_answers() {
 
     // Keycloak down; meanwhile more work arrives, which kco cannot do until Keycloak answers.
     let restarting = tokio::spawn(restart_with("keycloak", &[]));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let addr = env.keycloak_url.trim_start_matches("http://").to_string();
+    kco_testing::wait_for("Keycloak refusing connections", Duration::from_secs(60), || async {
+        tokio::net::TcpStream::connect(&addr).await.is_err().then_some(())
+    })
+    .await;
     let busy: Vec<String> = (0..5).map(|i| format!("busy-{i}")).collect();
     for name in &busy {
         env.apply(&ns, audited_client(name)).await;

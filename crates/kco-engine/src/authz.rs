@@ -221,7 +221,7 @@ impl DesiredAuthz {
         if !spec.settings.authorization_services_enabled {
             return None;
         }
-        spec.authorization_settings.as_ref().map(Self::from_settings)
+        spec.authorization_settings.as_deref().map(Self::from_settings)
     }
 
     pub fn from_settings(a: &AuthorizationSettings) -> Self {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use k8s_openapi::NamespaceResourceScope;
-use kco_api::KeycloakClient;
+use kco_api::{Endpoints, KeycloakClient, KeycloakClientSpec, KeycloakClientStatus};
 use kube::Resource;
 use kube::api::ObjectMeta;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -17,20 +17,54 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub struct GuardedClient {
     metadata: ObjectMeta,
-    /// The typed object (its own metadata left empty: `metadata` above is the one copy), or where
-    /// and why it failed to parse (e.g. `spec.settings: invalid type …`).
-    pub parsed: Result<KeycloakClient, String>,
+    /// The typed spec and status (the metadata above is the one copy), or where and why the object
+    /// failed to parse (e.g. `spec.settings: invalid type …`).
+    pub parsed: Result<Parsed, String>,
+}
+
+/// A KeycloakClient's spec and status as cached. `status.endpoints` is kept as its issuer alone when
+/// the other five are the issuer's standard paths (as kco writes them): five fewer strings per
+/// object; [`GuardedClient::client`] gives them back.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub spec: KeycloakClientSpec,
+    pub status: Option<KeycloakClientStatus>,
+    endpoints_from_issuer: bool,
+}
+
+impl Parsed {
+    fn compact(kc: KeycloakClient) -> Self {
+        let mut status = kc.status;
+        let mut endpoints_from_issuer = false;
+        if let Some(e) = status.as_mut().and_then(|s| s.endpoints.as_mut())
+            && *e == Endpoints::for_issuer(e.issuer.clone())
+        {
+            *e = Endpoints { issuer: std::mem::take(&mut e.issuer), ..Endpoints::default() };
+            endpoints_from_issuer = true;
+        }
+        Self { spec: kc.spec, status, endpoints_from_issuer }
+    }
+
+    fn status(&self) -> Option<KeycloakClientStatus> {
+        let mut status = self.status.clone();
+        if self.endpoints_from_issuer
+            && let Some(e) = status.as_mut().and_then(|s| s.endpoints.as_mut())
+        {
+            *e = Endpoints::for_issuer(std::mem::take(&mut e.issuer));
+        }
+        status
+    }
 }
 
 impl GuardedClient {
-    pub fn spec(&self) -> Option<&kco_api::KeycloakClientSpec> {
-        self.parsed.as_ref().ok().map(|k| &k.spec)
+    pub fn spec(&self) -> Option<&KeycloakClientSpec> {
+        self.parsed.as_ref().ok().map(|p| &p.spec)
     }
 
     /// The typed object with its metadata, for a reconcile.
     pub fn client(&self) -> Result<KeycloakClient, &str> {
         match &self.parsed {
-            Ok(kc) => Ok(KeycloakClient { metadata: self.metadata.clone(), ..kc.clone() }),
+            Ok(p) => Ok(KeycloakClient { metadata: self.metadata.clone(), spec: p.spec.clone(), status: p.status() }),
             Err(why) => Err(why),
         }
     }
@@ -59,6 +93,7 @@ impl<'de> Deserialize<'de> for GuardedClient {
         let mut metadata: ObjectMeta = serde_json::from_value(meta_value).map_err(serde::de::Error::custom)?;
         compact(&mut metadata);
         let parsed = serde_path_to_error::deserialize::<_, KeycloakClient>(raw)
+            .map(Parsed::compact)
             .map_err(|e| format!("{}: {}", e.path(), e.inner()));
         Ok(Self { metadata, parsed })
     }
@@ -118,6 +153,29 @@ mod tests {
         assert_eq!(g.metadata.name.as_deref(), Some("bad"));
         let err = g.parsed.unwrap_err();
         assert!(err.starts_with("spec.settings.standardFlowEnabled: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn standard_endpoints_are_cached_as_the_issuer_and_given_back_whole() {
+        let endpoints = Endpoints::for_realm("https://kc.example.com/", "team-a");
+        let object = |endpoints: &Endpoints| {
+            json!({
+                "apiVersion": "kco.dev/v1", "kind": "KeycloakClient",
+                "metadata": {"name": "ok", "namespace": "a"},
+                "spec": {"clientId": "x", "realmRef": {"name": "r"}},
+                "status": {"phase": "Ready", "endpoints": endpoints}
+            })
+        };
+        let g: GuardedClient = serde_json::from_value(object(&endpoints)).unwrap();
+        let cached = g.parsed.as_ref().unwrap().status.as_ref().unwrap().endpoints.as_ref().unwrap();
+        assert_eq!((cached.issuer.as_str(), cached.token.as_str()), ("https://kc.example.com/realms/team-a", ""));
+        let kc = g.client().unwrap();
+        assert_eq!(kc.status.unwrap().endpoints.unwrap(), endpoints);
+        assert_eq!(serde_json::to_value(&g).unwrap()["status"]["endpoints"]["jwks"], json!(endpoints.jwks));
+        // Endpoints someone wrote otherwise are kept as they are.
+        let odd = Endpoints { token: "https://elsewhere/token".into(), ..endpoints.clone() };
+        let g: GuardedClient = serde_json::from_value(object(&odd)).unwrap();
+        assert_eq!(g.client().unwrap().status.unwrap().endpoints.unwrap(), odd);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct KeycloakAdmin {
     came_back: AtomicBool,
     /// When the last comeback was reported, to report at most one per [`COMEBACK_INTERVAL`].
     last_comeback: std::sync::Mutex<Option<Instant>>,
+    /// The start times [`KeycloakAdmin::server_info`] has seen (a new one is a restart).
+    starts: std::sync::Mutex<crate::starts::Starts>,
 }
 
 impl std::fmt::Debug for KeycloakAdmin {
@@ -124,6 +126,7 @@ impl KeycloakAdmin {
             refused: AtomicBool::new(false),
             came_back: AtomicBool::new(false),
             last_comeback: std::sync::Mutex::new(None),
+            starts: std::sync::Mutex::new(crate::starts::Starts::default()),
         })
     }
 
@@ -142,16 +145,23 @@ impl KeycloakAdmin {
     fn note_send<T>(&self, sent: &Result<T, reqwest::Error>) {
         match sent {
             Ok(_) => {
-                if self.refused.swap(false, Ordering::Relaxed)
-                    && let Ok(mut last) = self.last_comeback.lock()
-                    && last.is_none_or(|t| t.elapsed() >= COMEBACK_INTERVAL)
-                {
-                    *last = Some(Instant::now());
-                    self.came_back.store(true, Ordering::Relaxed);
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    self.note_comeback();
                 }
             }
             Err(e) if e.is_connect() && !e.is_timeout() => self.refused.store(true, Ordering::Relaxed),
             Err(_) => {}
+        }
+    }
+
+    /// Report a comeback at the next [`KeycloakAdmin::take_comeback`], unless one was reported
+    /// within [`COMEBACK_INTERVAL`].
+    fn note_comeback(&self) {
+        if let Ok(mut last) = self.last_comeback.lock()
+            && last.is_none_or(|t| t.elapsed() >= COMEBACK_INTERVAL)
+        {
+            *last = Some(Instant::now());
+            self.came_back.store(true, Ordering::Relaxed);
         }
     }
 
@@ -444,13 +454,51 @@ impl KeycloakAdmin {
         self.memo.forget_role(realm, container.unwrap_or_default(), name);
     }
 
-    /// Keycloak's version, from the master realm's server info.
-    pub async fn server_version(&self) -> Result<String, Error> {
+    /// Keycloak's version and uptime, from its server info. An uptime that shows a start not seen
+    /// before (Keycloak restarted since the last look, even if no request failed meanwhile) counts
+    /// as a comeback (see [`KeycloakAdmin::take_comeback`]). Only `systemInfo` is decoded.
+    pub async fn server_info(&self) -> Result<ServerInfo, Error> {
+        let sent = wall_ms();
         let (_, _, text) = self.request(Method::GET, &["admin", "serverinfo"], &[], None, "serverinfo").await?;
-        let v: Value =
+        let answered = wall_ms();
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            #[serde(rename = "systemInfo", default)]
+            system_info: Value,
+        }
+        let raw: Raw =
             serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Decode, "server info", e.to_string()))?;
-        Ok(v.pointer("/systemInfo/version").and_then(Value::as_str).unwrap_or("unknown").to_string())
+        let uptime_ms = raw.system_info.get("uptimeMillis").and_then(Value::as_u64);
+        if let Some(up) = uptime_ms
+            && self.starts.lock().is_ok_and(|mut s| s.observe(sent, answered, up))
+        {
+            self.note_comeback();
+        }
+        Ok(ServerInfo {
+            version: raw.system_info.get("version").and_then(Value::as_str).unwrap_or("unknown").to_string(),
+            uptime: uptime_ms.map(Duration::from_millis),
+        })
     }
+
+    /// Keycloak's version, from its server info.
+    pub async fn server_version(&self) -> Result<String, Error> {
+        Ok(self.server_info().await?.version)
+    }
+}
+
+/// What kco reads from Keycloak's server info.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version: String,
+    /// How long Keycloak has been running (`systemInfo.uptimeMillis`), when it says.
+    pub uptime: Option<Duration>,
+}
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub struct PostResult {

@@ -9,7 +9,10 @@ mod admin;
 mod error;
 mod memo;
 mod metrics;
+mod starts;
 
-pub use admin::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, base_url_of, is_plain_segment};
+pub use admin::{
+    AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, ServerInfo, base_url_of, is_plain_segment,
+};
 pub use error::{Error, ErrorKind};
 pub use metrics::RequestMetrics;

@@ -175,3 +175,50 @@ async fn a_client_keycloak_lost_while_down_is_made_again_when_it_answers() {
     })
     .await;
 }
+
+/// A Keycloak restarted while kco had nothing to ask it (kco never saw a refused connection: here
+/// the operator is stopped meanwhile, as if the restart fell between two checks or hid behind an
+/// ingress answering 502) is noticed by the uptime in its server info at the next instance check,
+/// and the clients of that instance are read again: one that Keycloak lost is made again long before
+/// the resync (30 minutes here).
+#[tokio::test]
+async fn a_keycloak_restarted_while_kco_is_idle_is_noticed_by_its_uptime() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::connect().await;
+    let ns = audited_namespace(&env, "kcquiet").await;
+    let op = Operator::start(KCO, &ns, &["--resync", "30m", "--keycloak-check", "2s"]).await;
+    env.apply(&ns, audited_client("quiet")).await;
+    let before = env.wait_phase(&ns, "quiet", "Ready", Duration::from_secs(120)).await;
+    let old_id = before["internalId"].as_str().unwrap().to_string();
+    // Let at least one instance check see the running Keycloak's uptime.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let pid = op.pid().unwrap().to_string();
+    let signal = |sig: &'static str| {
+        let pid = pid.clone();
+        async move {
+            let ok = tokio::process::Command::new("kill").args([sig, &pid]).status().await.unwrap().success();
+            assert!(ok, "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP").await;
+    env.keycloak_send(reqwest::Method::DELETE, &format!("{ns}/clients/{old_id}"), None).await;
+    restart_with("keycloak", &[]).await;
+    signal("-CONT").await;
+
+    let status = kco_testing::wait_for("the lost client made again", Duration::from_secs(90), || async {
+        let s = env.client_status(&ns, "quiet").await;
+        (s["phase"] == "Ready" && s["internalId"].as_str().is_some_and(|id| id != old_id)).then_some(s)
+    })
+    .await;
+    assert!(op.counter("kco_keycloak_comebacks", &[]).await >= 1, "kco did not notice the restart");
+    let id = status["internalId"].as_str().unwrap();
+    let client = env.keycloak_get(&format!("{ns}/clients/{id}")).await.expect("the new client in Keycloak");
+    assert_eq!(client["clientId"], "quiet");
+    let secret = env.keycloak_get(&format!("{ns}/clients/{id}/client-secret")).await.unwrap();
+    kco_testing::wait_for("the managed Secret holding the new client's secret", Duration::from_secs(30), || async {
+        let data = env.secret_data(&ns, "quiet-credentials").await?;
+        (data.get("client-secret").map(String::as_str) == secret["value"].as_str()).then_some(())
+    })
+    .await;
+}

@@ -326,7 +326,7 @@ async fn converge(
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
     let turn = turn.wait(ctx, target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
     let existing = find_existing(kc, &target).await;
-    ctx.note_keycloak_comeback(&target.admin);
+    ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
     let existing = match existing {
         Err(e) if e.kind == ErrorKind::NotFound => {
             ensure_realm(ctx, &target.admin, &target.realm).await?;
@@ -404,6 +404,8 @@ struct Target {
     realm: KeycloakRealm,
     realm_name: String,
     admin: Arc<KeycloakAdmin>,
+    /// The KeycloakInstance's namespace and name.
+    instance: (String, String),
     endpoints: Endpoints,
 }
 
@@ -435,10 +437,11 @@ async fn resolve(ctx: &Context, kc: &KeycloakClient, facts: &mut StatusFacts) ->
     let (instance, admin) = instance_for_realm(ctx, &realm).await?;
     let public_url = instance.spec.public_url.clone().unwrap_or_else(|| instance.spec.url.clone());
     let endpoints = Endpoints::for_realm(&public_url, &realm_name);
-    facts.instance = Some(format!("{}/{}", instance.namespace().unwrap_or_default(), instance.name_any()));
+    let instance = (instance.namespace().unwrap_or_default(), instance.name_any());
+    facts.instance = Some(format!("{}/{}", instance.0, instance.1));
     facts.endpoints = Some(endpoints.clone());
     let owner = Owner { namespace: ns, name: kc.name_any(), uid: kc.uid().unwrap_or_default() };
-    Ok(Target { owner, realm, realm_name, admin, endpoints })
+    Ok(Target { owner, realm, realm_name, admin, instance, endpoints })
 }
 
 /// Step 4: the desired client (the engine's, shared with the CLI).

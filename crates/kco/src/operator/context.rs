@@ -83,6 +83,8 @@ pub struct Context {
     /// Publishes Events; a fresh Recorder every [`EVENTS_PER_RECORDER`] Events (see [`Rolling`]).
     pub recorder: Rolling<Recorder>,
     pub resync: Duration,
+    /// How often each KeycloakInstance is checked (`--keycloak-check`, at most the resync).
+    pub keycloak_check: Duration,
     pub keycloak_metrics: RequestMetrics,
     /// Writes kco makes to the Kubernetes API, by kind (status, secret, event, finalizer).
     pub kube_writes: Family<KindLabel, Counter>,
@@ -102,9 +104,10 @@ pub struct Context {
     pub gates: super::gate::Gates,
     /// One lock per Keycloak realm, for read-modify-write of realm-wide settings (client policies).
     realm_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    /// Counts the times a Keycloak answered again after refusing connections; each change
-    /// re-reconciles every KeycloakClient (see [`Context::note_keycloak_comeback`]).
+    /// Bumped each time a Keycloak came back (see [`Context::note_keycloak_comeback`]); the
+    /// instances concerned wait in `instances_back` until the client controller takes them.
     pub keycloak_back: tokio::sync::watch::Sender<u64>,
+    instances_back: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     keycloak_comebacks: Counter,
 }
 
@@ -150,7 +153,7 @@ impl Context {
         let keycloak_comebacks = Counter::default();
         registry.register(
             "kco_keycloak_comebacks",
-            "Times a Keycloak answered again after refusing connections (every client is then read again)",
+            "Times a Keycloak came back (answered after refusing connections, or restarted since kco last looked); its clients are then read again",
             keycloak_comebacks.clone(),
         );
         let events_client = kube.clone();
@@ -165,6 +168,7 @@ impl Context {
             secret_writes_in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
             recorder,
             resync,
+            keycloak_check: resync.min(Duration::from_secs(60)),
             keycloak_metrics,
             kube_writes,
             reconciles,
@@ -176,25 +180,36 @@ impl Context {
             ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             watched_namespace,
             keycloak_back: tokio::sync::watch::Sender::new(0),
+            instances_back: std::sync::Mutex::new(Default::default()),
             keycloak_comebacks,
         }
     }
 
-    /// After a reconcile talked to `admin`: if that Keycloak answered again after refusing
-    /// connections, reconcile every KeycloakClient once more. A Keycloak that was down may have lost
-    /// writes it acknowledged just before (restored from a backup, or a database that had not flushed
-    /// them); clients whose reconcile was Ready before would otherwise wait for the next resync to be
-    /// repaired. Reads only for a client that is as declared. Several comebacks before the controller
-    /// gets to it make one round.
-    pub fn note_keycloak_comeback(&self, admin: &kco_keycloak::KeycloakAdmin) {
+    /// After kco talked to `admin`, the client of KeycloakInstance `instance` (namespace, name): if
+    /// that Keycloak came back (it answered again after refusing connections, or its uptime shows a
+    /// start kco had not seen), reconcile every KeycloakClient of that instance's realms once more. A
+    /// Keycloak that was down may have lost writes it acknowledged just before (restored from a
+    /// backup, or a database that had not flushed them); clients that were Ready before would
+    /// otherwise wait for the next resync to be repaired. Reads only for a client that is as
+    /// declared. Several comebacks before the controller gets to them make one round.
+    pub fn note_keycloak_comeback(&self, admin: &kco_keycloak::KeycloakAdmin, instance: (&str, &str)) {
         if admin.take_comeback() {
             tracing::info!(
                 keycloak = admin.base_url(),
-                "Keycloak answers again after refusing connections; reconciling every client"
+                instance = format!("{}/{}", instance.0, instance.1),
+                "Keycloak is back (it answers again after refusing connections, or it restarted); reconciling its clients"
             );
             self.keycloak_comebacks.inc();
+            if let Ok(mut back) = self.instances_back.lock() {
+                back.insert((instance.0.to_string(), instance.1.to_string()));
+            }
             self.keycloak_back.send_modify(|n| *n += 1);
         }
+    }
+
+    /// The instances that came back since the last call (see [`Context::note_keycloak_comeback`]).
+    pub fn take_instances_back(&self) -> Vec<(String, String)> {
+        self.instances_back.lock().map(|mut b| std::mem::take(&mut *b).into_iter().collect()).unwrap_or_default()
     }
 
     /// The admin client last built for KeycloakInstance `ns/name`, whatever changed since: for

@@ -1,9 +1,11 @@
 //! KeycloakInstance status: whether kco can reach and log in to the Admin API, and Keycloak's
-//! version. Checked on change and at every resync; status is written only when it changes.
+//! version. Checked on change and every `--keycloak-check` (a restart is noticed by Keycloak's uptime); status is written only when it changes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kco_api::{KeycloakInstance, KeycloakInstanceStatus};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::resolve::admin_for;
@@ -12,7 +14,13 @@ use super::{Context, ReconcileError};
 
 pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let checked = match admin_for(&ctx, &ins).await {
-        Ok(admin) => admin.server_version().await.map_err(ReconcileError::from),
+        Ok(admin) => {
+            let info = admin.server_info().await.map_err(ReconcileError::from);
+            // Restarted since the last check (a start kco had not seen), or answering again after
+            // refusing connections: its clients are read again (Keycloak may have lost writes).
+            ctx.note_keycloak_comeback(&admin, (&ins.namespace().unwrap_or_default(), &ins.name_any()));
+            info.map(|i| i.version)
+        }
         Err(e) => Err(e),
     };
     let status = match &checked {
@@ -32,7 +40,13 @@ pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<
         },
     };
     apply_status_if_changed(&ctx, &*ins, "KeycloakInstance", ins.status.as_ref(), &status).await?;
-    Ok(Action::requeue(if checked.is_ok() { ctx.resync } else { ctx.resync.min(std::time::Duration::from_secs(30)) }))
+    // Checked every `--keycloak-check` (at most the resync): a restart is noticed by the uptime
+    // within that time even when kco had nothing to do meanwhile.
+    Ok(Action::requeue(if checked.is_ok() {
+        ctx.keycloak_check
+    } else {
+        ctx.keycloak_check.min(Duration::from_secs(30))
+    }))
 }
 
 pub fn error_policy(_: Arc<KeycloakInstance>, err: &ReconcileError, _: Arc<Context>) -> Action {

@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// How often every client is re-checked against Keycloak to revert drift, e.g. 5m, 30s.
     #[arg(long, env = "KCO_RESYNC", default_value = "5m", value_parser = kco_engine::schedule::parse_interval)]
     pub resync: Duration,
+    /// How often each KeycloakInstance is checked (Admin API login and server info), at most the
+    /// resync. A Keycloak that restarted since the last check (its uptime says so) has its clients
+    /// read again at once: it may have lost writes it had acknowledged.
+    #[arg(long, env = "KCO_KEYCLOAK_CHECK", default_value = "1m", value_parser = kco_engine::schedule::parse_interval)]
+    pub keycloak_check: Duration,
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -72,14 +77,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let stores = Stores { realms: realms.clone(), instances: instances.clone(), secrets };
     let per_instance = usize::from(args.concurrency);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        args.resync,
-        args.namespace.clone(),
-        stores,
-        per_instance,
-        &mut registry,
-    ));
+    let mut ctx =
+        Context::new(client.clone(), args.resync, args.namespace.clone(), stores, per_instance, &mut registry);
+    ctx.keycloak_check = args.keycloak_check.min(args.resync);
+    let ctx = Arc::new(ctx);
     let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
@@ -193,11 +194,27 @@ where
     catch_panic(&key, reconcile(o, ctx)).await.unwrap_or_else(|m| Err(ReconcileError::Internal(m)))
 }
 
-/// One item each time [`Context::keycloak_back`] changes (changes made meanwhile fold into one).
-fn comebacks(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(ctx.keycloak_back.subscribe(), |mut rx| async move {
-        rx.changed().await.ok().map(|()| ((), rx))
+/// The KeycloakClients of the instances that came back, each time [`Context::keycloak_back`]
+/// changes (comebacks meanwhile fold into one round per instance).
+fn comebacks(
+    ctx: Arc<Context>,
+    realms: reflector::Store<KeycloakRealm>,
+    clients: reflector::Store<GuardedClient>,
+) -> impl Stream<Item = ObjectRef<GuardedClient>> + Send + 'static {
+    let rx = ctx.keycloak_back.subscribe();
+    futures::stream::unfold((rx, ctx), move |(mut rx, ctx)| {
+        let (realms, clients) = (realms.clone(), clients.clone());
+        async move {
+            rx.changed().await.ok()?;
+            let refs: Vec<_> = ctx
+                .take_instances_back()
+                .iter()
+                .flat_map(|(ns, name)| clients_of_instance(&realms, &clients, ns, name))
+                .collect();
+            Some((futures::stream::iter(refs), (rx, ctx)))
+        }
     })
+    .flatten()
 }
 
 /// The KeycloakClient controller, and what else triggers a client's reconcile.
@@ -212,6 +229,7 @@ fn client_controller(
     let secret_store = store.clone();
     let all_clients = store.clone();
     let realms = ctx.stores.realms.clone();
+    let came_back = comebacks(ctx.clone(), realms.clone(), store.clone());
     let echoes = ctx.clone();
     controller
         // A Secret event re-reconciles the client that owns it (a managed Secret edited or deleted by
@@ -231,11 +249,12 @@ fn client_controller(
         // re-reconciles the clients of the realms that use it (found in the caches). A Keycloak that
         // comes back is thus noticed at once instead of at the next backoff.
         .watches_stream(instance_events, move |instance: KeycloakInstance| {
-            clients_of_instance(&realms, &all_clients, &instance)
+            clients_of_instance(&realms, &all_clients, &instance.namespace().unwrap_or_default(), &instance.name_any())
         })
-        // A Keycloak that answers again after refusing connections may have lost recent writes:
-        // every client is reconciled once more (see `Context::note_keycloak_comeback`).
-        .reconcile_all_on(comebacks(&ctx))
+        // A Keycloak that came back (answering again after refusing connections, or restarted since
+        // kco last looked) may have lost recent writes: the clients of that instance are reconciled
+        // once more (see `Context::note_keycloak_comeback`).
+        .reconcile_on(came_back)
         .shutdown_on_signal()
         .run(client::reconcile, client::error_policy, ctx)
         .for_each(|res| async move {
@@ -304,9 +323,9 @@ fn clients_of_realm(clients: &reflector::Store<GuardedClient>, realm: &KeycloakR
 fn clients_of_instance(
     realms: &reflector::Store<KeycloakRealm>,
     clients: &reflector::Store<GuardedClient>,
-    instance: &KeycloakInstance,
+    ins_ns: &str,
+    ins_name: &str,
 ) -> Vec<ObjectRef<GuardedClient>> {
-    let (ins_ns, ins_name) = (instance.namespace().unwrap_or_default(), instance.name_any());
     realms
         .state()
         .iter()
@@ -596,11 +615,7 @@ mod tests {
             realm("b", "q", serde_json::json!({"name": "kc"})),
             realm("c", "p", serde_json::json!({"name": "kc", "namespace": "a"})),
         ]);
-        let instance: KeycloakInstance = serde_json::from_value(serde_json::json!({"apiVersion": "kco.dev/v1",
-            "kind": "KeycloakInstance", "metadata": {"name": "kc", "namespace": "a"},
-            "spec": {"url": "https://kc", "adminSecretRef": {"name": "admin"}}}))
-        .expect("a KeycloakInstance");
-        let mut got = names(clients_of_instance(&realms, &clients, &instance));
+        let mut got = names(clients_of_instance(&realms, &clients, "a", "kc"));
         got.sort();
         assert_eq!(got, ["a/uses", "c/cross-ns"], "b's realm names its own namespace's instance kc");
     }

@@ -40,12 +40,12 @@ pub struct Stores {
 const CACHES: usize = 3;
 
 /// Events one Recorder publishes before kco starts a fresh one.
-const EVENTS_PER_RECORDER: usize = 256;
+const EVENTS_PER_RECORDER: usize = 64;
 
 /// A value handed out for at most `limit` uses, then made afresh. For kube's event Recorder: it keeps
 /// every Event it published for 6 minutes, to fold a repeat into a series, and scans them all on each
 /// publish; after a mass create that is one Event per object (about 3 KiB each: 15 MiB after 5,000).
-/// With a fresh Recorder every 256 Events, a repeat of an older Event starts a new series instead of
+/// With a fresh Recorder every 64 Events, a repeat of an older Event starts a new series instead of
 /// counting on, and memory stays bounded.
 pub struct Rolling<T> {
     limit: usize,

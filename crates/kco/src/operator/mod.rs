@@ -471,6 +471,12 @@ where
     }
 }
 
+/// At most this many Kubernetes requests wait for their response headers at once (a watch holds a
+/// place only until its stream starts). Without a bound, a thousand new objects made about 80 HTTP/1
+/// connections to the apiserver at once, each with its TLS state and buffers: 2 to 3 MiB that the
+/// heap keeps after the apiserver closes the idle connections 90 s later (heaptrack, 2026-12-05).
+const KUBE_REQUESTS_IN_FLIGHT: usize = 16;
+
 /// The Kubernetes client, counting every request it makes in `kco_kubernetes_requests_total` by
 /// kind (`watch`, `get` — which includes lists —, `patch`, `post`, `put`, `delete`): the proof that a
 /// reconcile reads from the caches, not from the apiserver.
@@ -484,7 +490,8 @@ async fn counted_client(registry: &mut Registry) -> anyhow::Result<Client> {
         req
     });
     let config = kube::Config::infer().await?;
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&count).build())
+    let limit = tower::limit::ConcurrencyLimitLayer::new(KUBE_REQUESTS_IN_FLIGHT);
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&count).with_layer(&limit).build())
 }
 
 /// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.

@@ -62,13 +62,15 @@ pub struct KeycloakAdmin {
     memo: Memo,
     /// A connection to Keycloak was refused (or could not be opened) since its last answer.
     refused: AtomicBool,
-    /// Keycloak answered again after refusing connections, and no one has taken note yet: see
-    /// [`KeycloakAdmin::take_comeback`].
+    /// Keycloak answered again after refusing connections (or restarted), and that was not reported
+    /// yet: see [`KeycloakAdmin::take_comeback`]. Kept until it can be reported, not dropped.
     came_back: AtomicBool,
     /// When the last comeback was reported, to report at most one per [`COMEBACK_INTERVAL`].
     last_comeback: std::sync::Mutex<Option<Instant>>,
     /// The start times [`KeycloakAdmin::server_info`] has seen (a new one is a restart).
     starts: std::sync::Mutex<crate::starts::Starts>,
+    /// Whether a server info without an uptime was logged already (once per admin client).
+    no_uptime_logged: AtomicBool,
 }
 
 impl std::fmt::Debug for KeycloakAdmin {
@@ -127,6 +129,7 @@ impl KeycloakAdmin {
             came_back: AtomicBool::new(false),
             last_comeback: std::sync::Mutex::new(None),
             starts: std::sync::Mutex::new(crate::starts::Starts::default()),
+            no_uptime_logged: AtomicBool::new(false),
         })
     }
 
@@ -137,8 +140,40 @@ impl KeycloakAdmin {
     /// an open connection nor a connect timeout (an overloaded Keycloak dropping connections) counts,
     /// and at most one comeback is reported per [`COMEBACK_INTERVAL`], so a flapping network cannot
     /// make the operator re-read everything again and again.
+    /// A comeback noted within the interval of the last one reported is reported once the interval
+    /// has passed (at a later call), not forgotten.
     pub fn take_comeback(&self) -> bool {
-        self.came_back.swap(false, Ordering::Relaxed)
+        if !self.came_back.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Ok(mut last) = self.last_comeback.lock() else { return false };
+        if last.is_some_and(|t| t.elapsed() < COMEBACK_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        self.came_back.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Keep what `earlier`, the admin client this one replaces (new credentials or CA bundle for the
+    /// same Keycloak), knew about Keycloak's starts and comebacks: a Keycloak restarted at the same
+    /// moment its admin Secret was rotated (a common pairing) is then still noticed. Nothing is kept
+    /// when the URL changed.
+    pub fn inherit(&self, earlier: &KeycloakAdmin) {
+        if self.base != earlier.base {
+            return;
+        }
+        for (mine, theirs) in [(&self.refused, &earlier.refused), (&self.came_back, &earlier.came_back)] {
+            if theirs.load(Ordering::Relaxed) {
+                mine.store(true, Ordering::Relaxed);
+            }
+        }
+        if let (Ok(mut mine), Ok(theirs)) = (self.last_comeback.lock(), earlier.last_comeback.lock()) {
+            *mine = *theirs;
+        }
+        if let (Ok(mut mine), Ok(theirs)) = (self.starts.lock(), earlier.starts.lock()) {
+            *mine = theirs.clone();
+        }
     }
 
     /// Note the outcome of sending one request: whether Keycloak answered.
@@ -154,15 +189,10 @@ impl KeycloakAdmin {
         }
     }
 
-    /// Report a comeback at the next [`KeycloakAdmin::take_comeback`], unless one was reported
-    /// within [`COMEBACK_INTERVAL`].
+    /// Report a comeback at the next [`KeycloakAdmin::take_comeback`] (or, when one was reported
+    /// within [`COMEBACK_INTERVAL`], at the first one after it). Several make one.
     fn note_comeback(&self) {
-        if let Ok(mut last) = self.last_comeback.lock()
-            && last.is_none_or(|t| t.elapsed() >= COMEBACK_INTERVAL)
-        {
-            *last = Some(Instant::now());
-            self.came_back.store(true, Ordering::Relaxed);
-        }
+        self.came_back.store(true, Ordering::Relaxed);
     }
 
     pub fn base_url(&self) -> &str {
@@ -469,6 +499,16 @@ impl KeycloakAdmin {
         let raw: Raw =
             serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Decode, "server info", e.to_string()))?;
         let uptime_ms = raw.system_info.get("uptimeMillis").and_then(Value::as_u64);
+        if uptime_ms.is_none() && !self.no_uptime_logged.swap(true, Ordering::Relaxed) {
+            // Keycloak 26.4 and later leave systemInfo out for admins of realms other than master.
+            tracing::warn!(
+                keycloak = self.base_url(),
+                admin_realm = self.admin_realm,
+                "Keycloak's server info has no uptime (systemInfo.uptimeMillis; newer Keycloaks give it only to \
+                 admins of the master realm): a Keycloak restart that no request of kco's sees fail is \
+                 noticed only at the next resync"
+            );
+        }
         if let Some(up) = uptime_ms
             && self.starts.lock().is_ok_and(|mut s| s.observe(sent, answered, up))
         {
@@ -642,6 +682,41 @@ mod tests {
         assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unauthorized);
         server.await.unwrap();
         assert!(!kc.take_comeback(), "one comeback per interval");
+
+        // Held, not dropped: once the interval has passed, it is reported (once).
+        let earlier = Instant::now().checked_sub(COMEBACK_INTERVAL + Duration::from_secs(1)).unwrap();
+        *kc.last_comeback.lock().unwrap() = Some(earlier);
+        assert!(kc.take_comeback(), "the held comeback, after the interval");
+        assert!(!kc.take_comeback(), "reported once");
+    }
+
+    /// An admin client rebuilt for new credentials keeps the starts and the held comeback of the
+    /// one it replaces (same URL); one for another URL starts afresh.
+    #[test]
+    fn a_rebuilt_admin_client_keeps_what_the_earlier_one_knew() {
+        let old = admin();
+        assert!(!old.starts.lock().unwrap().observe(1_000_000, 1_000_010, 500_000), "first answer records");
+        old.note_comeback();
+        let new = admin();
+        new.inherit(&old);
+        assert!(new.take_comeback(), "the held comeback carried over");
+        assert!(new.starts.lock().unwrap().observe(2_000_000, 2_000_010, 1_000), "a start after the known one");
+
+        let elsewhere = KeycloakAdmin::new(
+            KeycloakAdminConfig {
+                url: "https://other.example.com".into(),
+                admin_realm: "master".into(),
+                credentials: AdminCredentials::Password { username: "u".into(), password: SecretString::from("p") },
+                ca_pem: None,
+                timeout: Duration::from_secs(1),
+            },
+            RequestMetrics::default(),
+        )
+        .unwrap();
+        let fresh = admin();
+        fresh.note_comeback();
+        elsewhere.inherit(&fresh);
+        assert!(!elsewhere.take_comeback(), "nothing carried to another Keycloak");
     }
 
     fn admin() -> KeycloakAdmin {

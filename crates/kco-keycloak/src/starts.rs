@@ -7,7 +7,7 @@
 /// uptime is read somewhere between sending the request and reading its answer, so the start lies
 /// between `sent - uptime` and `answered - uptime`. Several windows, because a Keycloak with
 /// several replicas behind one URL answers with each replica's uptime in turn.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Starts {
     /// Most recently seen last.
     seen: Vec<(i64, i64)>,

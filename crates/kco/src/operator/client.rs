@@ -747,7 +747,7 @@ fn grace_rules_in_use(ctx: &Context, realm: &KeycloakRealm) -> Option<BTreeSet<S
         .iter()
         .filter(|c| c.meta().deletion_timestamp.is_none())
         .filter_map(|c| c.parsed.as_ref().ok())
-        .filter(|c| c.status.as_ref().and_then(|s| s.realm.as_deref()).is_none_or(|r| r == name))
+        .filter(|c| c.realm().is_none_or(|r| r == name))
         .filter_map(|c| c.spec.secret_rotation.as_ref().and_then(kco_engine::desired::grace_rule))
         .collect();
     Some(rules)

@@ -28,11 +28,17 @@ pub struct GuardedClient {
 #[derive(Clone, Debug)]
 pub struct Parsed {
     pub spec: KeycloakClientSpec,
-    pub status: Option<KeycloakClientStatus>,
+    /// Compacted (see above): read it through [`GuardedClient::client`] or the accessors here.
+    status: Option<KeycloakClientStatus>,
     endpoints_from_issuer: bool,
 }
 
 impl Parsed {
+    /// The Keycloak realm name the status records.
+    pub fn realm(&self) -> Option<&str> {
+        self.status.as_ref().and_then(|s| s.realm.as_deref())
+    }
+
     fn compact(kc: KeycloakClient) -> Self {
         let mut status = kc.status;
         let mut endpoints_from_issuer = false;

@@ -68,7 +68,7 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
-    let client = counted_client(&mut registry).await?;
+    let (client, leader_client) = counted_clients(&mut registry).await?;
     check_crds_installed(&client, args.namespace.as_deref()).await?;
     // The realms, instances and Secrets (metadata only) the reconciles read come from these caches,
     // filled by one watch each; the same watches trigger the controllers (see `shared_watch`).
@@ -81,7 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Context::new(client.clone(), args.resync, args.namespace.clone(), stores, per_instance, &mut registry);
     ctx.keycloak_check = args.keycloak_check.min(args.resync);
     let ctx = Arc::new(ctx);
-    let elector = leader::Elector::new(&client, &args.leader, &mut registry)?;
+    let elector = leader::Elector::new(&leader_client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
     if let Some(elector) = &elector {
@@ -471,16 +471,24 @@ where
     }
 }
 
-/// At most this many Kubernetes requests wait for their response headers at once (a watch holds a
-/// place only until its stream starts). Without a bound, a thousand new objects made about 80 HTTP/1
-/// connections to the apiserver at once, each with its TLS state and buffers: 2 to 3 MiB that the
-/// heap keeps after the apiserver closes the idle connections 90 s later (heaptrack, 2026-12-05).
+/// At most this many Kubernetes requests of the controllers wait for their response headers at once
+/// (a watch holds a place only until its stream starts). Without a bound, a thousand new objects
+/// made about 80 HTTP/1 connections to the apiserver at once, each with its TLS state and buffers:
+/// 2 to 3 MiB that the heap keeps after the apiserver closes the idle connections 90 s later
+/// (heaptrack, 2026-12-05).
 const KUBE_REQUESTS_IN_FLIGHT: usize = 16;
 
-/// The Kubernetes client, counting every request it makes in `kco_kubernetes_requests_total` by
+/// How long one of those places may wait for response headers: a request stuck on a dead connection
+/// must not hold a place (and, with 16 of them, all Kubernetes traffic) until the 295 s read timeout.
+const KUBE_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Kubernetes clients, counting every request they make in `kco_kubernetes_requests_total` by
 /// kind (`watch`, `get` — which includes lists —, `patch`, `post`, `put`, `delete`): the proof that a
-/// reconcile reads from the caches, not from the apiserver.
-async fn counted_client(registry: &mut Registry) -> anyhow::Result<Client> {
+/// reconcile reads from the caches, not from the apiserver. The first, for the controllers, is
+/// bounded ([`KUBE_REQUESTS_IN_FLIGHT`]); the second, for leader election, is not: a Lease renewal
+/// must never queue behind a burst of writes (the lease would run out while this replica still
+/// writes).
+async fn counted_clients(registry: &mut Registry) -> anyhow::Result<(Client, Client)> {
     let requests = Family::<context::KindLabel, Counter>::default();
     registry.register("kco_kubernetes_requests", "Requests kco made to the Kubernetes API, by kind", requests.clone());
     let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
@@ -490,8 +498,15 @@ async fn counted_client(registry: &mut Registry) -> anyhow::Result<Client> {
         req
     });
     let config = kube::Config::infer().await?;
+    let timeout = tower::timeout::TimeoutLayer::new(KUBE_HEADERS_TIMEOUT);
     let limit = tower::limit::ConcurrencyLimitLayer::new(KUBE_REQUESTS_IN_FLIGHT);
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&count).with_layer(&limit).build())
+    let bounded = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&count)
+        .with_layer(&timeout)
+        .with_layer(&limit)
+        .build();
+    let unbounded = kube::client::ClientBuilder::try_from(config)?.with_layer(&count).build();
+    Ok((bounded, unbounded))
 }
 
 /// Exit early with a hint when the CRDs are missing, instead of failing every watch forever.

@@ -182,6 +182,9 @@ pub async fn admin_for(ctx: &Context, instance: &KeycloakInstance) -> Result<Arc
         )
         .map_err(|e| ReconcileError::blocked("InstanceInvalid", format!("KeycloakInstance {key}: {e}")))?,
     );
+    if let Some(earlier) = cache.get(&key) {
+        admin.inherit(&earlier.admin);
+    }
     cache.insert(key, CachedAdmin { version, fingerprint, admin: admin.clone() });
     Ok(admin)
 }

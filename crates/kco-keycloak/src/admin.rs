@@ -140,6 +140,7 @@ impl KeycloakAdmin {
     /// an open connection nor a connect timeout (an overloaded Keycloak dropping connections) counts,
     /// and at most one comeback is reported per [`COMEBACK_INTERVAL`], so a flapping network cannot
     /// make the operator re-read everything again and again.
+    ///
     /// A comeback noted within the interval of the last one reported is reported once the interval
     /// has passed (at a later call), not forgotten.
     pub fn take_comeback(&self) -> bool {

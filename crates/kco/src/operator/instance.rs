@@ -1,5 +1,6 @@
 //! KeycloakInstance status: whether kco can reach and log in to the Admin API, and Keycloak's
-//! version. Checked on change and every `--keycloak-check` (a restart is noticed by Keycloak's uptime); status is written only when it changes.
+//! version. Checked on change and every `--keycloak-check` (a restart is noticed by Keycloak's
+//! uptime); status is written only when it changes.
 
 use std::sync::Arc;
 use std::time::Duration;

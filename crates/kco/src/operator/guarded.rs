@@ -67,6 +67,13 @@ impl GuardedClient {
         self.parsed.as_ref().ok().map(|p| &p.spec)
     }
 
+    /// Whether its status says Ready for its current spec.
+    pub fn is_ready(&self) -> bool {
+        self.parsed.as_ref().ok().and_then(|p| p.status.as_ref()).is_some_and(|s| {
+            s.phase == Some(kco_api::Phase::Ready) && s.observed_generation == self.metadata.generation
+        })
+    }
+
     /// The typed object with its metadata, for a reconcile.
     pub fn client(&self) -> Result<KeycloakClient, &str> {
         match &self.parsed {

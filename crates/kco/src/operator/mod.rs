@@ -209,7 +209,7 @@ fn comebacks(
             let refs: Vec<_> = ctx
                 .take_instances_back()
                 .iter()
-                .flat_map(|(ns, name)| clients_of_instance(&realms, &clients, ns, name))
+                .flat_map(|(ns, name)| clients_of_instance(&realms, &clients, ns, name, |_| true))
                 .collect();
             Some((futures::stream::iter(refs), (rx, ctx)))
         }
@@ -229,6 +229,8 @@ fn client_controller(
     let secret_store = store.clone();
     let all_clients = store.clone();
     let realms = ctx.stores.realms.clone();
+    let (realm_specs, instance_specs) = (SpecsSeen::default(), SpecsSeen::default());
+    let (realm_store, instance_store) = (ctx.stores.realms.clone(), ctx.stores.instances.clone());
     let came_back = comebacks(ctx.clone(), realms.clone(), store.clone());
     let echoes = ctx.clone();
     controller
@@ -243,13 +245,22 @@ fn client_controller(
             }
             clients_of_secret(&secret_store, &secret)
         })
-        // A realm change (a grant added or revoked) re-reconciles every client that uses the realm.
-        .watches_stream(realm_events, move |realm| clients_of_realm(&store, &realm))
-        // An instance change (grants, URL, credentials, or reachability flipping in its status)
-        // re-reconciles the clients of the realms that use it (found in the caches). A Keycloak that
-        // comes back is thus noticed at once instead of at the next backoff.
+        // A realm's spec change (a grant added or revoked) re-reconciles every client that uses the
+        // realm; a change of its status alone (Ready again, say) only the clients not yet Ready.
+        .watches_stream(realm_events, move |realm: KeycloakRealm| {
+            let all = realm_specs.changed(&realm, realm_store.get(&ObjectRef::from_obj(&realm)).is_some());
+            clients_of_realm(&store, &realm, |c| all || !c.is_ready())
+        })
+        // An instance's spec change (grants, URL, credentials) re-reconciles the clients of the
+        // realms that use it (found in the caches); a change of its status alone (reachability
+        // flipping) only those not yet Ready, so a Keycloak that answers again is noticed at once
+        // instead of at the next backoff. Not the Ready ones: a one-off failed check (a reset
+        // connection) must not send every client back to Keycloak. A Keycloak that may have lost
+        // their writes is a comeback (below).
         .watches_stream(instance_events, move |instance: KeycloakInstance| {
-            clients_of_instance(&realms, &all_clients, &instance.namespace().unwrap_or_default(), &instance.name_any())
+            let all = instance_specs.changed(&instance, instance_store.get(&ObjectRef::from_obj(&instance)).is_some());
+            let (ns, name) = (instance.namespace().unwrap_or_default(), instance.name_any());
+            clients_of_instance(&realms, &all_clients, &ns, &name, |c| all || !c.is_ready())
         })
         // A Keycloak that came back (answering again after refusing connections, or restarted since
         // kco last looked) may have lost recent writes: the clients of that instance are reconciled
@@ -302,8 +313,12 @@ where
     store.state().into_iter().filter(|o| here(o) && keep(o)).map(|o| ObjectRef::from_obj(&*o)).collect()
 }
 
-/// The KeycloakClients whose realmRef names the realm.
-fn clients_of_realm(clients: &reflector::Store<GuardedClient>, realm: &KeycloakRealm) -> Vec<ObjectRef<GuardedClient>> {
+/// The KeycloakClients whose realmRef names the realm, of those `keep` accepts.
+fn clients_of_realm(
+    clients: &reflector::Store<GuardedClient>,
+    realm: &KeycloakRealm,
+    keep: impl Fn(&GuardedClient) -> bool,
+) -> Vec<ObjectRef<GuardedClient>> {
     let realm_ns = realm.namespace().unwrap_or_default();
     let realm_name = realm.name_any();
     clients
@@ -312,9 +327,31 @@ fn clients_of_realm(clients: &reflector::Store<GuardedClient>, realm: &KeycloakR
         .filter(|c| {
             let ns = c.namespace().unwrap_or_default();
             c.spec().is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
+                && keep(c)
         })
         .map(|c| ObjectRef::from_obj(&*c))
         .collect()
+}
+
+/// The generation last seen of each KeycloakRealm or KeycloakInstance (by uid): whether an event
+/// carries a spec change or only a status write. Kept here rather than read from
+/// `status.observedGeneration`, which a watch that relisted after both the spec change and the
+/// status write would show as already caught up.
+#[derive(Default)]
+struct SpecsSeen(std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>);
+
+impl SpecsSeen {
+    /// Whether `obj` is new or its generation changed since the last call; `exists` false (a
+    /// deletion) forgets it.
+    fn changed(&self, obj: &impl kube::Resource, exists: bool) -> bool {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !exists {
+            seen.remove(&uid);
+            return true;
+        }
+        seen.insert(uid, obj.meta().generation) != Some(obj.meta().generation)
+    }
 }
 
 /// The KeycloakClients of every cached KeycloakRealm whose instanceRef names the instance: an
@@ -325,6 +362,7 @@ fn clients_of_instance(
     clients: &reflector::Store<GuardedClient>,
     ins_ns: &str,
     ins_name: &str,
+    keep: impl Fn(&GuardedClient) -> bool,
 ) -> Vec<ObjectRef<GuardedClient>> {
     realms
         .state()
@@ -333,7 +371,7 @@ fn clients_of_instance(
             let realm_ns = r.namespace().unwrap_or_default();
             r.spec.instance_ref.name == ins_name && r.spec.instance_ref.namespace_or(&realm_ns) == ins_ns
         })
-        .flat_map(|r| clients_of_realm(clients, r))
+        .flat_map(|r| clients_of_realm(clients, r, &keep))
         .collect()
 }
 
@@ -618,7 +656,7 @@ mod tests {
             "kind": "KeycloakRealm", "metadata": {"name": "r", "namespace": "a"},
             "spec": {"realmName": "r", "instanceRef": {"name": "kc"}}}))
         .expect("a KeycloakRealm");
-        assert_eq!(names(clients_of_realm(&clients, &realm)), ["a/same-ns", "b/cross-ns"]);
+        assert_eq!(names(clients_of_realm(&clients, &realm, |_| true)), ["a/same-ns", "b/cross-ns"]);
     }
 
     #[test]
@@ -637,9 +675,50 @@ mod tests {
             realm("b", "q", serde_json::json!({"name": "kc"})),
             realm("c", "p", serde_json::json!({"name": "kc", "namespace": "a"})),
         ]);
-        let mut got = names(clients_of_instance(&realms, &clients, "a", "kc"));
+        let mut got = names(clients_of_instance(&realms, &clients, "a", "kc", |_| true));
         got.sort();
         assert_eq!(got, ["a/uses", "c/cross-ns"], "b's realm names its own namespace's instance kc");
+    }
+
+    #[test]
+    fn a_status_change_of_an_instance_concerns_only_the_clients_not_ready() {
+        let ready = |name: &str, generation: i64, observed: i64| {
+            let mut c = client("a", name, serde_json::json!({"clientId": name, "realmRef": {"name": "r"}}));
+            c["metadata"]["generation"] = generation.into();
+            c["status"] = serde_json::json!({"phase": "Ready", "observedGeneration": observed});
+            c
+        };
+        let mut failed = client("a", "failed", serde_json::json!({"clientId": "f", "realmRef": {"name": "r"}}));
+        failed["status"] = serde_json::json!({"phase": "Degraded"});
+        let clients: reflector::Store<GuardedClient> = store_of(vec![
+            ready("ready", 1, 1),
+            ready("edited", 2, 1),
+            failed,
+            client("a", "new", serde_json::json!({"clientId": "n", "realmRef": {"name": "r"}})),
+        ]);
+        let realms: reflector::Store<KeycloakRealm> = store_of(vec![serde_json::json!({"apiVersion": "kco.dev/v1",
+            "kind": "KeycloakRealm", "metadata": {"name": "r", "namespace": "a"},
+            "spec": {"realmName": "r", "instanceRef": {"name": "kc"}}})]);
+        let got = names(clients_of_instance(&realms, &clients, "a", "kc", |c| !c.is_ready()));
+        assert_eq!(got, ["a/edited", "a/failed", "a/new"]);
+    }
+
+    #[test]
+    fn a_spec_change_is_told_from_a_status_write_by_the_generation_seen() {
+        let object = |uid: &str, generation: i64| -> KeycloakInstance {
+            serde_json::from_value(serde_json::json!({"apiVersion": "kco.dev/v1", "kind": "KeycloakInstance",
+                "metadata": {"name": "kc", "namespace": "a", "uid": uid, "generation": generation},
+                "spec": {"url": "https://kc", "adminSecretRef": {"name": "admin"}}}))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+        };
+        let seen = SpecsSeen::default();
+        assert!(seen.changed(&object("u1", 1), true), "first seen (the initial list, or created)");
+        assert!(!seen.changed(&object("u1", 1), true), "a status write");
+        assert!(seen.changed(&object("u1", 2), true), "the spec changed");
+        assert!(!seen.changed(&object("u1", 2), true));
+        assert!(seen.changed(&object("u2", 2), true), "deleted and created again under the same name");
+        assert!(seen.changed(&object("u2", 2), false), "a deletion concerns every client");
+        assert!(seen.changed(&object("u2", 2), true), "forgotten once deleted");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The authenticated Admin API client of one Keycloak instance.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, Url};
@@ -63,8 +63,9 @@ pub struct KeycloakAdmin {
     /// A connection to Keycloak was refused (or could not be opened) since its last answer.
     refused: AtomicBool,
     /// Keycloak answered again after refusing connections (or restarted), and that was not reported
-    /// yet: see [`KeycloakAdmin::take_comeback`]. Kept until it can be reported, not dropped.
-    came_back: AtomicBool,
+    /// yet: see [`KeycloakAdmin::take_comeback`]. Kept until it can be reported, not dropped. The
+    /// bits of [`Comeback`] that were seen.
+    came_back: AtomicU8,
     /// When the last comeback was reported, to report at most one per [`COMEBACK_INTERVAL`].
     last_comeback: std::sync::Mutex<Option<Instant>>,
     /// The start times [`KeycloakAdmin::server_info`] has seen (a new one is a restart).
@@ -80,6 +81,25 @@ impl std::fmt::Debug for KeycloakAdmin {
             .field("admin_realm", &self.admin_realm)
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
+    }
+}
+
+/// Why kco holds that a Keycloak came back (see [`KeycloakAdmin::take_comeback`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comeback {
+    /// Its uptime shows a start kco had not seen: it restarted.
+    Restarted = 1,
+    /// It answered after refusing connections (and no new start was seen).
+    AnsweredAgain = 2,
+}
+
+impl Comeback {
+    /// The metric label: `restarted` or `answered_again`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comeback::Restarted => "restarted",
+            Comeback::AnsweredAgain => "answered_again",
+        }
     }
 }
 
@@ -126,7 +146,7 @@ impl KeycloakAdmin {
             metrics,
             memo: Memo::default(),
             refused: AtomicBool::new(false),
-            came_back: AtomicBool::new(false),
+            came_back: AtomicU8::new(0),
             last_comeback: std::sync::Mutex::new(None),
             starts: std::sync::Mutex::new(crate::starts::Starts::default()),
             no_uptime_logged: AtomicBool::new(false),
@@ -142,18 +162,19 @@ impl KeycloakAdmin {
     /// make the operator re-read everything again and again.
     ///
     /// A comeback noted within the interval of the last one reported is reported once the interval
-    /// has passed (at a later call), not forgotten.
-    pub fn take_comeback(&self) -> bool {
-        if !self.came_back.load(Ordering::Relaxed) {
-            return false;
+    /// has passed (at a later call), not forgotten. Several make one, [`Comeback::Restarted`] when
+    /// any of them was a restart.
+    pub fn take_comeback(&self) -> Option<Comeback> {
+        if self.came_back.load(Ordering::Relaxed) == 0 {
+            return None;
         }
-        let Ok(mut last) = self.last_comeback.lock() else { return false };
+        let Ok(mut last) = self.last_comeback.lock() else { return None };
         if last.is_some_and(|t| t.elapsed() < COMEBACK_INTERVAL) {
-            return false;
+            return None;
         }
         *last = Some(Instant::now());
-        self.came_back.store(false, Ordering::Relaxed);
-        true
+        let seen = self.came_back.swap(0, Ordering::Relaxed);
+        Some(if seen & Comeback::Restarted as u8 != 0 { Comeback::Restarted } else { Comeback::AnsweredAgain })
     }
 
     /// Keep what `earlier`, the admin client this one replaces (new credentials or CA bundle for the
@@ -164,11 +185,10 @@ impl KeycloakAdmin {
         if self.base != earlier.base {
             return;
         }
-        for (mine, theirs) in [(&self.refused, &earlier.refused), (&self.came_back, &earlier.came_back)] {
-            if theirs.load(Ordering::Relaxed) {
-                mine.store(true, Ordering::Relaxed);
-            }
+        if earlier.refused.load(Ordering::Relaxed) {
+            self.refused.store(true, Ordering::Relaxed);
         }
+        self.came_back.fetch_or(earlier.came_back.load(Ordering::Relaxed), Ordering::Relaxed);
         if let (Ok(mut mine), Ok(theirs)) = (self.last_comeback.lock(), earlier.last_comeback.lock()) {
             *mine = *theirs;
         }
@@ -182,7 +202,7 @@ impl KeycloakAdmin {
         match sent {
             Ok(_) => {
                 if self.refused.swap(false, Ordering::Relaxed) {
-                    self.note_comeback();
+                    self.note_comeback(Comeback::AnsweredAgain);
                 }
             }
             Err(e) if e.is_connect() && !e.is_timeout() => self.refused.store(true, Ordering::Relaxed),
@@ -192,8 +212,8 @@ impl KeycloakAdmin {
 
     /// Report a comeback at the next [`KeycloakAdmin::take_comeback`] (or, when one was reported
     /// within [`COMEBACK_INTERVAL`], at the first one after it). Several make one.
-    fn note_comeback(&self) {
-        self.came_back.store(true, Ordering::Relaxed);
+    fn note_comeback(&self, why: Comeback) {
+        self.came_back.fetch_or(why as u8, Ordering::Relaxed);
     }
 
     pub fn base_url(&self) -> &str {
@@ -513,7 +533,7 @@ impl KeycloakAdmin {
         if let Some(up) = uptime_ms
             && self.starts.lock().is_ok_and(|mut s| s.observe(sent, answered, up))
         {
-            self.note_comeback();
+            self.note_comeback(Comeback::Restarted);
         }
         Ok(ServerInfo {
             version: raw.system_info.get("version").and_then(Value::as_str).unwrap_or("unknown").to_string(),
@@ -642,7 +662,7 @@ mod tests {
         .unwrap();
         let refused = kc.get(&["r"], &[], "realm").await.unwrap_err();
         assert_eq!(refused.kind, ErrorKind::Unreachable);
-        assert!(!kc.take_comeback(), "no answer yet");
+        assert_eq!(kc.take_comeback(), None, "no answer yet");
 
         // The port answers again: one HTTP answer (401 from the token endpoint) is a comeback.
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -664,11 +684,11 @@ mod tests {
             }
         });
         assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unauthorized);
-        assert!(kc.take_comeback(), "Keycloak answered after refusing");
-        assert!(!kc.take_comeback(), "reported once");
+        assert_eq!(kc.take_comeback(), Some(Comeback::AnsweredAgain), "Keycloak answered after refusing");
+        assert_eq!(kc.take_comeback(), None, "reported once");
         assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unreachable);
         server.await.unwrap();
-        assert!(!kc.take_comeback(), "a connection that opened and broke is no comeback");
+        assert_eq!(kc.take_comeback(), None, "a connection that opened and broke is no comeback");
 
         // Refused and answered again within COMEBACK_INTERVAL: not reported a second time.
         assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unreachable);
@@ -682,13 +702,13 @@ mod tests {
         });
         assert_eq!(kc.get(&["r"], &[], "realm").await.unwrap_err().kind, ErrorKind::Unauthorized);
         server.await.unwrap();
-        assert!(!kc.take_comeback(), "one comeback per interval");
+        assert_eq!(kc.take_comeback(), None, "one comeback per interval");
 
         // Held, not dropped: once the interval has passed, it is reported (once).
         let earlier = Instant::now().checked_sub(COMEBACK_INTERVAL + Duration::from_secs(1)).unwrap();
         *kc.last_comeback.lock().unwrap() = Some(earlier);
-        assert!(kc.take_comeback(), "the held comeback, after the interval");
-        assert!(!kc.take_comeback(), "reported once");
+        assert_eq!(kc.take_comeback(), Some(Comeback::AnsweredAgain), "the held comeback, after the interval");
+        assert_eq!(kc.take_comeback(), None, "reported once");
     }
 
     /// An admin client rebuilt for new credentials keeps the starts and the held comeback of the
@@ -697,10 +717,11 @@ mod tests {
     fn a_rebuilt_admin_client_keeps_what_the_earlier_one_knew() {
         let old = admin();
         assert!(!old.starts.lock().unwrap().observe(1_000_000, 1_000_010, 500_000), "first answer records");
-        old.note_comeback();
+        old.note_comeback(Comeback::AnsweredAgain);
+        old.note_comeback(Comeback::Restarted);
         let new = admin();
         new.inherit(&old);
-        assert!(new.take_comeback(), "the held comeback carried over");
+        assert_eq!(new.take_comeback(), Some(Comeback::Restarted), "the held comeback carried over, a restart");
         assert!(new.starts.lock().unwrap().observe(2_000_000, 2_000_010, 1_000), "a start after the known one");
 
         let elsewhere = KeycloakAdmin::new(
@@ -715,9 +736,9 @@ mod tests {
         )
         .unwrap();
         let fresh = admin();
-        fresh.note_comeback();
+        fresh.note_comeback(Comeback::Restarted);
         elsewhere.inherit(&fresh);
-        assert!(!elsewhere.take_comeback(), "nothing carried to another Keycloak");
+        assert_eq!(elsewhere.take_comeback(), None, "nothing carried to another Keycloak");
     }
 
     fn admin() -> KeycloakAdmin {

@@ -12,7 +12,8 @@ mod metrics;
 mod starts;
 
 pub use admin::{
-    AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, ServerInfo, base_url_of, is_plain_segment,
+    AdminCredentials, Comeback, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, ServerInfo, base_url_of,
+    is_plain_segment,
 };
 pub use error::{Error, ErrorKind};
 pub use metrics::RequestMetrics;

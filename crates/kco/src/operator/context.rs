@@ -22,6 +22,13 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Why a Keycloak counts as back: `restarted` (its uptime shows a new start) or `answered_again`
+/// (it answered after refusing connections).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
@@ -108,7 +115,7 @@ pub struct Context {
     /// instances concerned wait in `instances_back` until the client controller takes them.
     pub keycloak_back: tokio::sync::watch::Sender<u64>,
     instances_back: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
-    keycloak_comebacks: Counter,
+    keycloak_comebacks: Family<CauseLabel, Counter>,
 }
 
 impl Context {
@@ -150,10 +157,10 @@ impl Context {
         );
         let reconciles = Family::<ResultLabel, Counter>::default();
         registry.register("kco_reconciliations", "KeycloakClient reconciliations, by result", reconciles.clone());
-        let keycloak_comebacks = Counter::default();
+        let keycloak_comebacks = Family::<CauseLabel, Counter>::default();
         registry.register(
             "kco_keycloak_comebacks",
-            "Times a Keycloak came back (answered after refusing connections, or restarted since kco last looked); its clients are then read again",
+            "Times a Keycloak came back, by cause: restarted (its uptime shows a start kco had not seen) or answered_again (it answers after refusing connections); its clients are then read again",
             keycloak_comebacks.clone(),
         );
         let events_client = kube.clone();
@@ -193,13 +200,14 @@ impl Context {
     /// otherwise wait for the next resync to be repaired. Reads only for a client that is as
     /// declared. Several comebacks before the controller gets to them make one round.
     pub fn note_keycloak_comeback(&self, admin: &kco_keycloak::KeycloakAdmin, instance: (&str, &str)) {
-        if admin.take_comeback() {
+        if let Some(cause) = admin.take_comeback() {
             tracing::info!(
                 keycloak = admin.base_url(),
                 instance = format!("{}/{}", instance.0, instance.1),
-                "Keycloak is back (it answers again after refusing connections, or it restarted); reconciling its clients"
+                cause = cause.as_str(),
+                "Keycloak is back (it restarted, or answers again after refusing connections); reconciling its clients"
             );
-            self.keycloak_comebacks.inc();
+            self.keycloak_comebacks.get_or_create(&CauseLabel { cause: cause.as_str().to_string() }).inc();
             if let Ok(mut back) = self.instances_back.lock() {
                 back.insert((instance.0.to_string(), instance.1.to_string()));
             }

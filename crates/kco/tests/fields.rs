@@ -411,7 +411,8 @@ async fn phases_tell_creation_and_update_apart_and_idle_resyncs_write_none() {
 /// gives every new client a mapper `docker-v2-allow-all-mapper`, adds it again at every protocol change,
 /// and answers 409 to a protocol change while the client still has it; kco deletes it first. Set (created
 /// as docker-v2), change (other fields follow the spec), remove (back to openid-connect), set again, and
-/// a change to saml with an explicit empty mapper list (which ends without Keycloak's mapper).
+/// a change to saml with an explicit empty mapper list (which ends without Keycloak's mapper). A
+/// protocol change Keycloak refuses puts its mapper back.
 #[tokio::test]
 async fn docker_v2_set_change_and_remove_with_the_docker_feature() {
     let env = Env::connect().await.docker_keycloak().await;
@@ -443,6 +444,30 @@ async fn docker_v2_set_change_and_remove_with_the_docker_feature() {
     assert_eq!(c["protocol"], "docker-v2");
     assert_eq!((c["name"].as_str(), c["baseUrl"].as_str()), (Some("Registry 2"), Some("https://registry.example.com")));
     idle_writes_nothing(&op).await;
+
+    // A protocol change Keycloak refuses for another reason (here an attribute it will not take): kco
+    // deleted Keycloak's mapper to make way for the change, and puts it back as it was, so the
+    // client keeps its protocol and its mapper; the status says what Keycloak refused.
+    let refused =
+        registry(json!({"clientName": "Registry 2", "attributes": {"backchannel.logout.url": "javascript:x"}}));
+    let api: Api<KeycloakClient> = Api::namespaced(env.kube.clone(), &ns);
+    let mut kc = api.get("registry").await.unwrap();
+    kc.spec = serde_json::from_value(refused).unwrap();
+    api.replace("registry", &PostParams::default(), &kc).await.unwrap();
+    let s = wait_for("the refused protocol change in status", READY, || async {
+        let s = env.client_status(&ns, "registry").await;
+        let said = s["message"].as_str().is_some_and(|m| m.contains("illegal scheme"));
+        (said && s["phase"] != "Ready").then_some(s)
+    })
+    .await;
+    // Polled: each retry deletes the mapper again for a moment before Keycloak refuses once more.
+    wait_for("the docker-v2 client with Keycloak's mapper, once", Duration::from_secs(30), || async {
+        let c = keycloak_client(&env, &ns, &s).await;
+        assert_eq!(c["protocol"], "docker-v2", "the refused change left the protocol as it was");
+        let mappers = c["protocolMappers"].as_array().into_iter().flatten();
+        (mappers.filter(|m| m["name"] == "docker-v2-allow-all-mapper").count() == 1).then_some(())
+    })
+    .await;
 
     // Remove: the protocol falls back to openid-connect although the client has Keycloak's mapper.
     let s = converge(&env, &ns, "registry", registry(json!({"clientName": "Registry 2"}))).await;

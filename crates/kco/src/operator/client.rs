@@ -37,10 +37,16 @@ pub async fn reconcile(
     // running reconcile is a future of about 20 KiB, and a namespace that applies thousands of
     // objects queues thousands of them here (unlimited controller concurrency, so the gate can be fair
     // between namespaces). Queued, each costs this small future; the rest is allocated once it runs.
+    // A new object's first reconcile only adds kco's finalizer (the next one, started by that write,
+    // does the work): it needs no turn at Keycloak, and does not queue twice behind the others.
+    let finalizer_only =
+        guarded.meta().deletion_timestamp.is_none() && !guarded.finalizers().iter().any(|f| f == CLIENT_FINALIZER);
     let turn = match super::resolve::gate_of(&ctx, &guarded) {
-        Some(instance) => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
-        None => None,
+        Some(instance) if !finalizer_only => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
+        _ => None,
     };
+    // Logged inside the controller's span, which names what triggered this reconcile.
+    tracing::debug!(object = key, finalizer_only, "reconcile starts");
     // Without a turn from the caches (realm or instance not known yet), converge waits for one itself.
     let turn = Turn { held: turn.is_some() || ctx.gates.unlimited(), permit: turn };
     let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), turn))).await;

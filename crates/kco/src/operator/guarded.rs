@@ -67,10 +67,14 @@ impl GuardedClient {
         self.parsed.as_ref().ok().map(|p| &p.spec)
     }
 
-    /// Whether its status says Ready for its current spec.
-    pub fn is_ready(&self) -> bool {
+    /// Whether its status says a reconcile of its current spec ended Failed or Degraded: one that
+    /// waits for something else to change (a realm made Ready, a Keycloak reachable again). A client
+    /// without such a status is Ready or on its way (its own events reconcile it), and a request
+    /// for it would only queue a second reconcile behind the one it has coming.
+    pub fn failed_for_current_spec(&self) -> bool {
         self.parsed.as_ref().ok().and_then(|p| p.status.as_ref()).is_some_and(|s| {
-            s.phase == Some(kco_api::Phase::Ready) && s.observed_generation == self.metadata.generation
+            matches!(s.phase, Some(kco_api::Phase::Failed | kco_api::Phase::Degraded))
+                && s.observed_generation == self.metadata.generation
         })
     }
 

@@ -40,6 +40,13 @@ pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<
             conditions: vec![],
         },
     };
+    let was = ins.status.as_ref().and_then(|s| s.reachable);
+    let key = format!("{}/{}", ins.namespace().unwrap_or_default(), ins.name_any());
+    match (&checked, was) {
+        (Err(e), Some(true)) => tracing::warn!(instance = key, error = %e, "KeycloakInstance no longer reachable"),
+        (Ok(_), Some(false)) => tracing::info!(instance = key, "KeycloakInstance reachable again"),
+        _ => {}
+    }
     apply_status_if_changed(&ctx, &*ins, "KeycloakInstance", ins.status.as_ref(), &status).await?;
     // Checked every `--keycloak-check` (at most the resync): a restart is noticed by the uptime
     // within that time even when kco had nothing to do meanwhile.

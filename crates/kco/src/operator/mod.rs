@@ -246,21 +246,24 @@ fn client_controller(
             clients_of_secret(&secret_store, &secret)
         })
         // A realm's spec change (a grant added or revoked) re-reconciles every client that uses the
-        // realm; a change of its status alone (Ready again, say) only the clients not yet Ready.
+        // realm; a change of its status alone (Ready at last, say) only the clients whose last
+        // reconcile ended Failed or Degraded, waiting for it. Not the others: a client on its way
+        // (queued behind hundreds at its Keycloak) would be reconciled a second time once through,
+        // for nothing (every client of a 500-client apply was, when the realm's status was written).
         .watches_stream(realm_events, move |realm: KeycloakRealm| {
             let all = realm_specs.changed(&realm, realm_store.get(&ObjectRef::from_obj(&realm)).is_some());
-            clients_of_realm(&store, &realm, |c| all || !c.is_ready())
+            clients_of_realm(&store, &realm, |c| all || c.failed_for_current_spec())
         })
-        // An instance's spec change (grants, URL, credentials) re-reconciles the clients of the
-        // realms that use it (found in the caches); a change of its status alone (reachability
-        // flipping) only those not yet Ready, so a Keycloak that answers again is noticed at once
-        // instead of at the next backoff. Not the Ready ones: a one-off failed check (a reset
-        // connection) must not send every client back to Keycloak. A Keycloak that may have lost
-        // their writes is a comeback (below).
+        // The same for an instance: a spec change (grants, URL, credentials) re-reconciles the
+        // clients of the realms that use it (found in the caches); a change of its status alone
+        // (reachability flipping) only those that failed, so a Keycloak that answers again is
+        // noticed at once instead of at the next backoff. Not the Ready ones: a one-off failed check
+        // (a reset connection) must not send every client back to Keycloak. A Keycloak that may
+        // have lost their writes is a comeback (below).
         .watches_stream(instance_events, move |instance: KeycloakInstance| {
             let all = instance_specs.changed(&instance, instance_store.get(&ObjectRef::from_obj(&instance)).is_some());
             let (ns, name) = (instance.namespace().unwrap_or_default(), instance.name_any());
-            clients_of_instance(&realms, &all_clients, &ns, &name, |c| all || !c.is_ready())
+            clients_of_instance(&realms, &all_clients, &ns, &name, |c| all || c.failed_for_current_spec())
         })
         // A Keycloak that came back (answering again after refusing connections, or restarted since
         // kco last looked) may have lost recent writes: the clients of that instance are reconciled
@@ -341,8 +344,10 @@ fn clients_of_realm(
 struct SpecsSeen(std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>);
 
 impl SpecsSeen {
-    /// Whether `obj` is new or its generation changed since the last call; `exists` false (a
-    /// deletion) forgets it.
+    /// Whether `obj`'s generation changed since the last call, or it was deleted (`exists` false;
+    /// it is then forgotten). One seen for the first time is no change: at start every client is
+    /// reconciled anyway, and a client that waited for a realm or instance created after it ended
+    /// Failed (see [`GuardedClient::failed_for_current_spec`]).
     fn changed(&self, obj: &impl kube::Resource, exists: bool) -> bool {
         let uid = obj.meta().uid.clone().unwrap_or_default();
         let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -350,7 +355,7 @@ impl SpecsSeen {
             seen.remove(&uid);
             return true;
         }
-        seen.insert(uid, obj.meta().generation) != Some(obj.meta().generation)
+        seen.insert(uid, obj.meta().generation).is_some_and(|was| was != obj.meta().generation)
     }
 }
 
@@ -681,26 +686,27 @@ mod tests {
     }
 
     #[test]
-    fn a_status_change_of_an_instance_concerns_only_the_clients_not_ready() {
-        let ready = |name: &str, generation: i64, observed: i64| {
+    fn a_status_change_of_an_instance_concerns_only_the_clients_that_failed() {
+        let with = |name: &str, phase: &str, generation: i64, observed: i64| {
             let mut c = client("a", name, serde_json::json!({"clientId": name, "realmRef": {"name": "r"}}));
             c["metadata"]["generation"] = generation.into();
-            c["status"] = serde_json::json!({"phase": "Ready", "observedGeneration": observed});
+            c["status"] = serde_json::json!({"phase": phase, "observedGeneration": observed});
             c
         };
-        let mut failed = client("a", "failed", serde_json::json!({"clientId": "f", "realmRef": {"name": "r"}}));
-        failed["status"] = serde_json::json!({"phase": "Degraded"});
         let clients: reflector::Store<GuardedClient> = store_of(vec![
-            ready("ready", 1, 1),
-            ready("edited", 2, 1),
-            failed,
+            with("ready", "Ready", 1, 1),
+            with("degraded", "Degraded", 1, 1),
+            with("failed", "Failed", 3, 3),
+            // Its own event reconciles it: it is on its way.
+            with("failed-then-edited", "Failed", 2, 1),
+            with("provisioning", "Provisioning", 1, 1),
             client("a", "new", serde_json::json!({"clientId": "n", "realmRef": {"name": "r"}})),
         ]);
         let realms: reflector::Store<KeycloakRealm> = store_of(vec![serde_json::json!({"apiVersion": "kco.dev/v1",
             "kind": "KeycloakRealm", "metadata": {"name": "r", "namespace": "a"},
             "spec": {"realmName": "r", "instanceRef": {"name": "kc"}}})]);
-        let got = names(clients_of_instance(&realms, &clients, "a", "kc", |c| !c.is_ready()));
-        assert_eq!(got, ["a/edited", "a/failed", "a/new"]);
+        let got = names(clients_of_instance(&realms, &clients, "a", "kc", GuardedClient::failed_for_current_spec));
+        assert_eq!(got, ["a/degraded", "a/failed"]);
     }
 
     #[test]
@@ -712,13 +718,14 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"))
         };
         let seen = SpecsSeen::default();
-        assert!(seen.changed(&object("u1", 1), true), "first seen (the initial list, or created)");
+        assert!(!seen.changed(&object("u1", 1), true), "first seen (the initial list, or created)");
         assert!(!seen.changed(&object("u1", 1), true), "a status write");
         assert!(seen.changed(&object("u1", 2), true), "the spec changed");
         assert!(!seen.changed(&object("u1", 2), true));
-        assert!(seen.changed(&object("u2", 2), true), "deleted and created again under the same name");
-        assert!(seen.changed(&object("u2", 2), false), "a deletion concerns every client");
-        assert!(seen.changed(&object("u2", 2), true), "forgotten once deleted");
+        assert!(!seen.changed(&object("u2", 2), true), "deleted and created again under the same name: new");
+        assert!(seen.changed(&object("u2", 3), true));
+        assert!(seen.changed(&object("u2", 3), false), "a deletion concerns every client");
+        assert!(!seen.changed(&object("u2", 3), true), "forgotten once deleted");
     }
 
     #[test]

@@ -37,16 +37,12 @@ pub async fn reconcile(
     // running reconcile is a future of about 20 KiB, and a namespace that applies thousands of
     // objects queues thousands of them here (unlimited controller concurrency, so the gate can be fair
     // between namespaces). Queued, each costs this small future; the rest is allocated once it runs.
-    // A new object's first reconcile only adds kco's finalizer (the next one, started by that write,
-    // does the work): it needs no turn at Keycloak, and does not queue twice behind the others.
-    let finalizer_only =
-        guarded.meta().deletion_timestamp.is_none() && !guarded.finalizers().iter().any(|f| f == CLIENT_FINALIZER);
     let turn = match super::resolve::gate_of(&ctx, &guarded) {
-        Some(instance) if !finalizer_only => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
-        _ => None,
+        Some(instance) => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
+        None => None,
     };
     // Logged inside the controller's span, which names what triggered this reconcile.
-    tracing::debug!(object = key, finalizer_only, "reconcile starts");
+    tracing::debug!(object = key, "reconcile starts");
     // Without a turn from the caches (realm or instance not known yet), converge waits for one itself.
     let turn = Turn { held: turn.is_some() || ctx.gates.unlimited(), permit: turn };
     let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), turn))).await;
@@ -271,6 +267,7 @@ impl StatusFacts {
 
 async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action, ReconcileError> {
     let mut facts = StatusFacts::default();
+    let others_before = ctx.others_changed.load(std::sync::atomic::Ordering::Relaxed);
     match converge(kc, ctx, &mut facts, turn).await {
         Ok(done) => {
             let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
@@ -302,6 +299,11 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
                 write_status(ctx, &facts.current(kc), facts.status(kc, phase, e.reason(), message.clone())).await?;
             if wrote {
                 publish(ctx, kc, EventType::Warning, e.reason(), message).await;
+            }
+            // A realm or instance changed while this ran: the trigger meant for a failed client may
+            // have passed it by (its Failed status was not in the cache yet), so look once more soon.
+            if ctx.others_changed.load(std::sync::atomic::Ordering::Relaxed) != others_before {
+                return Ok(super::backoff(1));
             }
             // Failed: retried when the object, its realm or its Secret changes, and at resync; Degraded:
             // with backoff (or Keycloak's Retry-After), see `error_policy`.

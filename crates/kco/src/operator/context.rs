@@ -116,6 +116,10 @@ pub struct Context {
     pub keycloak_back: tokio::sync::watch::Sender<u64>,
     instances_back: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     keycloak_comebacks: Family<CauseLabel, Counter>,
+    /// Bumped at every KeycloakRealm or KeycloakInstance event the client controller maps: a client
+    /// reconcile that fails while it moved may have missed the trigger meant for it (see
+    /// `client::apply`).
+    pub others_changed: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -189,6 +193,7 @@ impl Context {
             keycloak_back: tokio::sync::watch::Sender::new(0),
             instances_back: std::sync::Mutex::new(Default::default()),
             keycloak_comebacks,
+            others_changed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -230,7 +230,7 @@ fn client_controller(
     let all_clients = store.clone();
     let realms = ctx.stores.realms.clone();
     let (realm_specs, instance_specs) = (SpecsSeen::default(), SpecsSeen::default());
-    let (realm_store, instance_store) = (ctx.stores.realms.clone(), ctx.stores.instances.clone());
+    let (realm_ctx, instance_ctx) = (ctx.clone(), ctx.clone());
     let came_back = comebacks(ctx.clone(), realms.clone(), store.clone());
     let echoes = ctx.clone();
     controller
@@ -251,7 +251,8 @@ fn client_controller(
         // (queued behind hundreds at its Keycloak) would be reconciled a second time once through,
         // for nothing (every client of a 500-client apply was, when the realm's status was written).
         .watches_stream(realm_events, move |realm: KeycloakRealm| {
-            let all = realm_specs.changed(&realm, realm_store.get(&ObjectRef::from_obj(&realm)).is_some());
+            realm_ctx.others_changed.fetch_add(1, Ordering::Relaxed);
+            let all = realm_specs.changed(&realm);
             clients_of_realm(&store, &realm, |c| all || c.failed_for_current_spec())
         })
         // The same for an instance: a spec change (grants, URL, credentials) re-reconciles the
@@ -261,7 +262,8 @@ fn client_controller(
         // (a reset connection) must not send every client back to Keycloak. A Keycloak that may
         // have lost their writes is a comeback (below).
         .watches_stream(instance_events, move |instance: KeycloakInstance| {
-            let all = instance_specs.changed(&instance, instance_store.get(&ObjectRef::from_obj(&instance)).is_some());
+            instance_ctx.others_changed.fetch_add(1, Ordering::Relaxed);
+            let all = instance_specs.changed(&instance);
             let (ns, name) = (instance.namespace().unwrap_or_default(), instance.name_any());
             clients_of_instance(&realms, &all_clients, &ns, &name, |c| all || c.failed_for_current_spec())
         })
@@ -336,26 +338,32 @@ fn clients_of_realm(
         .collect()
 }
 
-/// The generation last seen of each KeycloakRealm or KeycloakInstance (by uid): whether an event
-/// carries a spec change or only a status write. Kept here rather than read from
+/// The uid and generation last seen of each KeycloakRealm or KeycloakInstance (by namespace/name):
+/// whether an event carries a spec change or only a status write. Kept here rather than read from
 /// `status.observedGeneration`, which a watch that relisted after both the spec change and the
-/// status write would show as already caught up.
+/// status write would show as already caught up; keyed by name so that an object deleted and
+/// created again (even unseen, within a relist) shows as a new uid.
 #[derive(Default)]
-struct SpecsSeen(std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>);
+struct SpecsSeen(std::sync::Mutex<std::collections::HashMap<(String, String), UidAndGeneration>>);
+
+type UidAndGeneration = (Option<String>, Option<i64>);
 
 impl SpecsSeen {
-    /// Whether `obj`'s generation changed since the last call, or it was deleted (`exists` false;
-    /// it is then forgotten). One seen for the first time is no change: at start every client is
-    /// reconciled anyway, and a client that waited for a realm or instance created after it ended
-    /// Failed (see [`GuardedClient::failed_for_current_spec`]).
-    fn changed(&self, obj: &impl kube::Resource, exists: bool) -> bool {
-        let uid = obj.meta().uid.clone().unwrap_or_default();
+    /// Whether `obj` changed spec, uid or generation since the last call, or is going away (a
+    /// deletion timestamp; [`shared_watch`] gives deleted objects one); it is then forgotten. One
+    /// seen for the first time is no change: at start every client is reconciled anyway, and a
+    /// client that waited for a realm or instance created after it ended Failed (see
+    /// [`GuardedClient::failed_for_current_spec`]).
+    fn changed(&self, obj: &impl kube::Resource) -> bool {
+        let m = obj.meta();
+        let key = (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
         let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !exists {
-            seen.remove(&uid);
+        if m.deletion_timestamp.is_some() {
+            seen.remove(&key);
             return true;
         }
-        seen.insert(uid, obj.meta().generation).is_some_and(|was| was != obj.meta().generation)
+        let now = (m.uid.clone(), m.generation);
+        seen.insert(key, now.clone()).is_some_and(|was| was != now)
     }
 }
 
@@ -484,22 +492,34 @@ where
     let root = synced
         .track(events.default_backoff().modify(|o: &mut K| guarded::compact(o.meta_mut())), true)
         .reflect(writer)
-        .touched_objects()
         .for_each(move |event| {
             let mut senders = senders.clone();
             async move {
-                match event {
-                    Ok(obj) => {
-                        for tx in &mut senders {
-                            // A consumer that is gone (shutting down) needs nothing more.
-                            let _ = tx.send(obj.clone()).await;
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "watch failed; it retries with backoff"),
+                let obj = match event {
+                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => obj,
+                    Ok(watcher::Event::Delete(obj)) => deleted(obj),
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => return,
+                    Err(e) => return tracing::warn!(error = %e, "watch failed; it retries with backoff"),
+                };
+                for tx in &mut senders {
+                    // A consumer that is gone (shutting down) needs nothing more.
+                    let _ = tx.send(obj.clone()).await;
                 }
             }
         });
     (root, consumers)
+}
+
+/// A deleted object as the consumers of [`shared_watch`] get it: with a deletion timestamp (the
+/// last state a watch gives of an object deleted without finalizers has none), so a mapper can
+/// tell a deletion from a change.
+fn deleted<K: kube::Resource>(mut obj: K) -> K {
+    let meta = obj.meta_mut();
+    if meta.deletion_timestamp.is_none() {
+        meta.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    }
+    obj
 }
 
 /// An Api over one namespace, or all of them.
@@ -718,14 +738,14 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"))
         };
         let seen = SpecsSeen::default();
-        assert!(!seen.changed(&object("u1", 1), true), "first seen (the initial list, or created)");
-        assert!(!seen.changed(&object("u1", 1), true), "a status write");
-        assert!(seen.changed(&object("u1", 2), true), "the spec changed");
-        assert!(!seen.changed(&object("u1", 2), true));
-        assert!(!seen.changed(&object("u2", 2), true), "deleted and created again under the same name: new");
-        assert!(seen.changed(&object("u2", 3), true));
-        assert!(seen.changed(&object("u2", 3), false), "a deletion concerns every client");
-        assert!(!seen.changed(&object("u2", 3), true), "forgotten once deleted");
+        assert!(!seen.changed(&object("u1", 1)), "first seen (the initial list, or created)");
+        assert!(!seen.changed(&object("u1", 1)), "a status write");
+        assert!(seen.changed(&object("u1", 2)), "the spec changed");
+        assert!(!seen.changed(&object("u1", 2)));
+        assert!(seen.changed(&object("u2", 2)), "deleted and created again unseen (a relist): a new uid");
+        assert!(!seen.changed(&object("u2", 2)));
+        assert!(seen.changed(&deleted(object("u2", 2))), "a deletion concerns every client");
+        assert!(!seen.changed(&object("u3", 1)), "forgotten once deleted: the next one is new");
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub async fn apply_plan(
     let mut made_way = false;
     for op in &plan.operations {
         if let ClientOperation::CreateClient { representation } = op {
+            // Keycloak drops a scope it does not know from a create's body without a word: check
+            // them first, so such a spec fails (InvalidSpec) instead of a client Ready without it.
+            for (field, list) in [("defaultClientScopes", "default-client-scopes"), ("optionalClientScopes", "")] {
+                for name in representation.get(field).and_then(serde_json::Value::as_array).into_iter().flatten() {
+                    applier.scope_id(list, name.as_str().unwrap_or_default()).await?;
+                }
+            }
             id = Some(kc.create_client(realm, representation).await?);
             created = true;
             continue;
@@ -153,20 +160,27 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Link (`add`) or unlink the realm's client scope `name` in `list` (`default-client-scopes`
-    /// or `optional-client-scopes`).
-    async fn scope_link(&mut self, client: &str, list: &str, name: &str, add: bool) -> Result<(), EngineError> {
+    /// The id of the realm's client scope `name`, for `list` (`default-client-scopes` or another:
+    /// the optional ones); a name the realm lacks is an invalid spec.
+    async fn scope_id(&mut self, list: &str, name: &str) -> Result<String, EngineError> {
         let (kc, realm) = (self.kc, self.realm);
         if self.scope_ids.is_none() {
             self.scope_ids = Some(realm_scope_ids(kc, realm).await?);
         }
         let field = if list == "default-client-scopes" { "defaultClientScopes" } else { "optionalClientScopes" };
-        let scope_id = self.scope_ids.as_ref().and_then(|m| m.get(name)).ok_or_else(|| {
+        self.scope_ids.as_ref().and_then(|m| m.get(name)).cloned().ok_or_else(|| {
             EngineError::invalid(
                 field,
                 format!("realm {realm} has no client scope named {name:?}; create it or remove it from the spec"),
             )
-        })?;
+        })
+    }
+
+    /// Link (`add`) or unlink the realm's client scope `name` in `list` (`default-client-scopes`
+    /// or `optional-client-scopes`).
+    async fn scope_link(&mut self, client: &str, list: &str, name: &str, add: bool) -> Result<(), EngineError> {
+        let (kc, realm) = (self.kc, self.realm);
+        let scope_id = self.scope_id(list, name).await?;
         let path = [realm, "clients", client, list, scope_id.as_str()];
         if add {
             kc.put(&path, &Value::Null, "client-scope-link").await?;

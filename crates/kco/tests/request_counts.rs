@@ -81,13 +81,12 @@ async fn keycloak_requests_per_create_and_per_resync() {
     // kco's own status and Secret writes are not reasons to reconcile again.
     assert_eq!(reconciles, 2, "reconciles to create the client: {created:?}");
     let create = counts(&[
-        ("GET client", 1),               // find by clientId: none yet
-        ("POST client", 1),              // create, with the audience mapper in the representation
-        ("POST client-role", 1),         // the client role
+        ("POST client", 1), // create at once (no lookup: the status records no client), with the audience mapper
+        ("POST client-role", 1), // the client role
         ("GET service-account-user", 1), // the service account to grant to
-        ("GET role", 1),                 // the realm role, fresh: the admin-role guard checks composites
-        ("POST role-mapping", 1),        // the grant
-        ("GET client-secret", 1),        // the secret for the managed Secret
+        ("GET role", 1),    // the realm role, fresh: the admin-role guard checks composites
+        ("POST role-mapping", 1), // the grant
+        ("GET client-secret", 1), // the secret for the managed Secret
     ]);
     let resync = counts(&[
         ("GET client", 1),       // the client, with its secret and protocol mappers

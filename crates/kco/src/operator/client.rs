@@ -333,17 +333,40 @@ async fn converge(
     let target = resolve(ctx, kc, facts).await?;
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
     let turn = turn.wait(ctx, target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
-    let existing = find_existing(kc, &target).await;
-    ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
-    let existing = match existing {
-        Err(e) if e.kind == ErrorKind::NotFound => {
-            ensure_realm(ctx, &target.admin, &target.realm).await?;
-            None
+    let first_try = if never_created(kc) {
+        // Create first, and look the client up only when that is refused (see `never_created`).
+        let tried = match desired_client(kc, &target).await {
+            Ok(desired) => apply_client(ctx, kc, &target, &desired, None, facts).await.map(|a| (desired, a)),
+            Err(e) => Err(e),
+        };
+        ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
+        match tried {
+            Err(e) if create_refused(&e) => {
+                tracing::debug!(client = %kc.spec.client_id, error = %e, "the create was refused; looking the client up");
+                None
+            }
+            other => Some(other?),
         }
-        other => other?,
+    } else {
+        None
     };
-    let desired = desired_client(kc, &target).await?;
-    let mut applied = apply_client(ctx, kc, &target, &desired, existing, facts).await?;
+    let (desired, mut applied) = match first_try {
+        Some(done) => done,
+        None => {
+            let existing = find_existing(kc, &target).await;
+            ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
+            let existing = match existing {
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    ensure_realm(ctx, &target.admin, &target.realm).await?;
+                    None
+                }
+                other => other?,
+            };
+            let desired = desired_client(kc, &target).await?;
+            let applied = apply_client(ctx, kc, &target, &desired, existing, facts).await?;
+            (desired, applied)
+        }
+    };
     facts.internal_id = Some(applied.internal_id.clone());
     facts.roles = desired.client_roles.clone();
     facts.mappers = Some(desired.protocol_mappers.mappers.iter().map(|m| m.name.clone()).collect());
@@ -620,6 +643,31 @@ struct Converged {
     requeue: Option<std::time::Duration>,
 }
 
+/// Whether, as far as the status tells, kco never made this object's Keycloak client and is not
+/// retrying a failure: no client recorded, no Failed or Degraded phase. Such a client most likely
+/// does not exist yet, so the reconcile creates it without looking it up first (one Keycloak read
+/// less per create, #11), and looks it up only when the create is refused (see [`create_refused`]):
+/// the clientId is taken (kco's own client from a create whose answer was lost, or another owner's,
+/// which the ownership check then refuses as always), or the realm is missing. Retries always look
+/// the client up first, so a refused create is not repeated.
+fn never_created(kc: &KeycloakClient) -> bool {
+    kc.status
+        .as_ref()
+        .is_none_or(|s| s.internal_id.is_none() && !matches!(s.phase, Some(Phase::Failed | Phase::Degraded)))
+}
+
+/// Whether an error of a create tried without a lookup (see [`never_created`]) calls for the
+/// lookup: Keycloak answered 409 (the clientId is taken) or 404 (the realm is missing), or a
+/// Keycloak-side spec check failed (a missing realm shows as a missing flow or scope). Transient
+/// failures are returned as they are; the next try looks the client up first.
+fn create_refused(e: &ReconcileError) -> bool {
+    match e {
+        ReconcileError::Keycloak(e) => matches!(e.kind, ErrorKind::Conflict | ErrorKind::NotFound),
+        ReconcileError::Blocked { .. } => true,
+        ReconcileError::Internal(_) | ReconcileError::Kube(_) => false,
+    }
+}
+
 /// Step 3: the Keycloak client as it is now, by the internal id kco recorded, else by clientId.
 /// Reads only; an error of kind NotFound means the realm itself is missing.
 async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Value>, kco_keycloak::Error> {
@@ -804,6 +852,24 @@ mod tests {
             "status": status,
         }))
         .expect("a KeycloakClient")
+    }
+
+    #[test]
+    fn only_a_client_never_created_and_not_retrying_is_created_without_a_lookup() {
+        assert!(never_created(&with_status(Value::Null, false)), "no status yet");
+        assert!(never_created(&with_status(json!({"phase": "Provisioning"}), false)), "a try in progress");
+        assert!(!never_created(&with_status(earlier(), false)), "a client recorded");
+        for phase in ["Failed", "Degraded"] {
+            assert!(!never_created(&with_status(json!({"phase": phase, "reason": "Conflict"}), false)), "{phase}");
+        }
+        let kc = |kind| ReconcileError::Keycloak(kco_keycloak::Error::new(kind, "POST clients", "x"));
+        assert!(create_refused(&kc(ErrorKind::Conflict)), "clientId taken");
+        assert!(create_refused(&kc(ErrorKind::NotFound)), "realm missing");
+        assert!(create_refused(&ReconcileError::blocked("InvalidSpec", "spec.defaultClientScopes: no scope")));
+        for kind in [ErrorKind::Unreachable, ErrorKind::Server, ErrorKind::Throttled] {
+            assert!(!create_refused(&kc(kind)), "{kind:?} is retried as it is");
+        }
+        assert!(!create_refused(&ReconcileError::Internal("bug".into())));
     }
 
     fn earlier() -> Value {

@@ -84,7 +84,7 @@ async fn reconcile_object(
     let key = format!("{ns}/{}", guarded.name_any());
     let kc = match guarded.client() {
         Ok(kc) => Arc::new(kc),
-        Err(why) => return malformed(&guarded, why, &ctx).await.map_err(kube::runtime::finalizer::Error::ApplyFailed),
+        Err(why) => return malformed(&guarded, &why, &ctx).await.map_err(kube::runtime::finalizer::Error::ApplyFailed),
     };
     let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &ns);
     let result = finalizer(&api, CLIENT_FINALIZER, kc, |event| async {
@@ -804,7 +804,7 @@ fn grace_rules_in_use(ctx: &Context, realm: &KeycloakRealm) -> Option<BTreeSet<S
         .filter(|c| c.meta().deletion_timestamp.is_none())
         .filter_map(|c| c.parsed.as_ref().ok())
         .filter(|c| c.realm().is_none_or(|r| r == name))
-        .filter_map(|c| c.spec.secret_rotation.as_ref().and_then(kco_engine::desired::grace_rule))
+        .filter_map(|c| c.grace_rule().map(str::to_string))
         .collect();
     Some(rules)
 }

@@ -303,8 +303,7 @@ fn clients_of_secret(
         .map(|o| o.uid.clone())
         .collect();
     in_namespace(clients, secret, |c| {
-        c.uid().is_some_and(|u| owners.contains(&u))
-            || c.spec().and_then(|s| s.client_secret.as_ref()).is_some_and(|r| r.name == name)
+        c.uid().is_some_and(|u| owners.contains(&u)) || c.client_secret_name().is_some_and(|n| n == name)
     })
 }
 
@@ -331,8 +330,7 @@ fn clients_of_realm(
         .into_iter()
         .filter(|c| {
             let ns = c.namespace().unwrap_or_default();
-            c.spec().is_some_and(|s| s.realm_ref.name == realm_name && s.realm_ref.namespace_or(&ns) == realm_ns)
-                && keep(c)
+            c.realm_ref().is_some_and(|r| r.name == realm_name && r.namespace_or(&ns) == realm_ns) && keep(c)
         })
         .map(|c| ObjectRef::from_obj(&*c))
         .collect()

@@ -55,18 +55,19 @@ fn gate_key(
     instances: &Store<KeycloakInstance>,
     guarded: &GuardedClient,
 ) -> Option<String> {
-    let spec = guarded.spec()?;
+    let realm_ref = guarded.realm_ref()?;
     let ns = guarded.namespace().unwrap_or_default();
-    let realm_ns = spec.realm_ref.namespace_or(&ns);
-    let realm = realms.get(&ObjectRef::new(&spec.realm_ref.name).within(realm_ns))?;
+    let realm_ns = realm_ref.namespace_or(&ns);
+    let realm = realms.get(&ObjectRef::new(&realm_ref.name).within(realm_ns))?;
     let deleting = kube::Resource::meta(guarded).deletion_timestamp.is_some();
     // Without kco's finalizer the reconcile only adds it (a Kubernetes write): no Keycloak call.
     if !deleting && !guarded.finalizers().iter().any(|f| f == kco_api::CLIENT_FINALIZER) {
         return None;
     }
-    let refused = kco_engine::converge::check_spec(spec).is_err()
+    let spec = guarded.spec()?;
+    let refused = kco_engine::converge::check_spec(&spec).is_err()
         || !realm.spec.grants(&ns)
-        || !kco_engine::guard::check_against_realm(spec, &realm.spec).is_empty();
+        || !kco_engine::guard::check_against_realm(&spec, &realm.spec).is_empty();
     if refused && !deleting {
         return None;
     }

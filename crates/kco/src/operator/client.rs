@@ -283,6 +283,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
                 message.push_str(&note);
             }
             write_status(ctx, &facts.current(kc), facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
+            ctx.create_settled(&kc.uid().unwrap_or_default());
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
             }
@@ -333,7 +334,8 @@ async fn converge(
     let target = resolve(ctx, kc, facts).await?;
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
     let turn = turn.wait(ctx, target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
-    let first_try = if never_created(kc) {
+    let uid = kc.uid().unwrap_or_default();
+    let first_try = if never_created(kc) && ctx.first_create(&uid) {
         // Create first, and look the client up only when that is refused (see `never_created`).
         let tried = match desired_client(kc, &target).await {
             Ok(desired) => apply_client(ctx, kc, &target, &desired, None, facts).await.map(|a| (desired, a)),
@@ -643,17 +645,16 @@ struct Converged {
     requeue: Option<std::time::Duration>,
 }
 
-/// Whether, as far as the status tells, kco never made this object's Keycloak client and is not
-/// retrying a failure: no client recorded, no Failed or Degraded phase. Such a client most likely
-/// does not exist yet, so the reconcile creates it without looking it up first (one Keycloak read
-/// less per create, #11), and looks it up only when the create is refused (see [`create_refused`]):
-/// the clientId is taken (kco's own client from a create whose answer was lost, or another owner's,
-/// which the ownership check then refuses as always), or the realm is missing. Retries always look
-/// the client up first, so a refused create is not repeated.
+/// Whether, as far as the status tells, kco never tried to make this object's Keycloak client: no
+/// client recorded, and no phase beyond Pending (a first reconcile only adds the finalizer and
+/// writes no status). Such a client most likely does not exist yet, so the reconcile creates it
+/// without looking it up first (one Keycloak read less per create, #11), and looks it up only when
+/// the create is refused (see [`create_refused`]): the clientId is taken (another owner's, which
+/// the ownership check then refuses as always), or the realm is missing. Every later try (a
+/// Provisioning whose end was not recorded, say because the apiserver went away before the Ready
+/// status; a Failed or Degraded retry) looks the client up first, so a create is not sent twice.
 fn never_created(kc: &KeycloakClient) -> bool {
-    kc.status
-        .as_ref()
-        .is_none_or(|s| s.internal_id.is_none() && !matches!(s.phase, Some(Phase::Failed | Phase::Degraded)))
+    kc.status.as_ref().is_none_or(|s| s.internal_id.is_none() && matches!(s.phase, None | Some(Phase::Pending)))
 }
 
 /// Whether an error of a create tried without a lookup (see [`never_created`]) calls for the
@@ -679,6 +680,7 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
 }
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action, ReconcileError> {
+    ctx.create_settled(&kc.uid().unwrap_or_default());
     let ns = kc.namespace().unwrap_or_default();
     // Secrets in other namespaces have no owner reference to collect them: delete them here, like
     // Kubernetes deletes the local ones (whatever deletionPolicy says about the Keycloak client).
@@ -857,7 +859,9 @@ mod tests {
     #[test]
     fn only_a_client_never_created_and_not_retrying_is_created_without_a_lookup() {
         assert!(never_created(&with_status(Value::Null, false)), "no status yet");
-        assert!(never_created(&with_status(json!({"phase": "Provisioning"}), false)), "a try in progress");
+        assert!(never_created(&with_status(json!({"phase": "Pending"}), false)), "pending");
+        // A try whose end was not recorded (the Ready status write failed) may have created it.
+        assert!(!never_created(&with_status(json!({"phase": "Provisioning"}), false)), "a try in progress");
         assert!(!never_created(&with_status(earlier(), false)), "a client recorded");
         for phase in ["Failed", "Degraded"] {
             assert!(!never_created(&with_status(json!({"phase": phase, "reason": "Conflict"}), false)), "{phase}");

@@ -87,6 +87,10 @@ pub struct Context {
     pub written_secrets: std::sync::Mutex<HashMap<String, (String, u64)>>,
     /// Managed Secrets (`ns/name`) kco is writing at this moment.
     secret_writes_in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// KeycloakClients (by uid) whose client this operator sent a create for without a lookup and
+    /// whose status does not record it yet: their next try looks the client up first, even when the
+    /// cached status lags behind (a watch that missed kco's own status write). See `client::never_created`.
+    creates_sent: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Publishes Events; a fresh Recorder every [`EVENTS_PER_RECORDER`] Events (see [`Rolling`]).
     pub recorder: Rolling<Recorder>,
     pub resync: Duration,
@@ -123,6 +127,19 @@ pub struct Context {
 }
 
 impl Context {
+    /// Note that a create is about to be sent for the KeycloakClient `uid`; false when one was sent
+    /// before and not yet recorded in its status (the caller then looks the client up instead).
+    pub fn first_create(&self, uid: &str) -> bool {
+        self.creates_sent.lock().is_ok_and(|mut sent| sent.insert(uid.to_string()))
+    }
+
+    /// The KeycloakClient `uid`'s client is recorded in its status (or the object is gone).
+    pub fn create_settled(&self, uid: &str) {
+        if let Ok(mut sent) = self.creates_sent.lock() {
+            sent.remove(uid);
+        }
+    }
+
     /// Whether kco itself wrote this version (resourceVersion `rv`) of Secret `ns/name`, or is writing
     /// it right now: its watch event is then an echo of kco's own write, not a reason to reconcile.
     pub fn wrote_secret_version(&self, ns: &str, name: &str, rv: Option<&str>) -> bool {
@@ -177,6 +194,7 @@ impl Context {
             caches: tokio::sync::watch::Sender::new(0),
             written_secrets: std::sync::Mutex::new(HashMap::new()),
             secret_writes_in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
+            creates_sent: std::sync::Mutex::new(std::collections::HashSet::new()),
             recorder,
             resync,
             keycloak_check: resync.min(Duration::from_secs(60)),

@@ -64,7 +64,9 @@ impl Parsed {
             endpoints_from_issuer = true;
         }
         let spec = kc.spec;
-        let packed = serde_json::to_string(&(&spec, &status)).map_err(|e| format!("cannot cache the object: {e}"))?;
+        let packed = lean_spec(&spec)
+            .and_then(|lean| serde_json::to_string(&(lean, &status)))
+            .map_err(|e| format!("cannot cache the object: {e}"))?;
         Ok(Self {
             grace_rule: spec.secret_rotation.as_ref().and_then(kco_engine::desired::grace_rule),
             client_secret: spec.client_secret.map(|r| r.name),
@@ -87,6 +89,43 @@ impl Parsed {
         }
         Ok((spec, status))
     }
+}
+
+/// The spec's fields at their default values, as JSON: a spec of only its required fields, parsed
+/// and serialized again.
+fn spec_defaults() -> Option<&'static Value> {
+    static DEFAULTS: std::sync::OnceLock<Option<Value>> = std::sync::OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| {
+            let minimal = serde_json::json!({"clientId": "", "realmRef": {"name": ""}});
+            let spec: KeycloakClientSpec = serde_json::from_value(minimal).ok()?;
+            serde_json::to_value(spec).ok()
+        })
+        .as_ref()
+}
+
+/// Leave out of `value` every field equal to its default in `defaults`, at any depth of objects
+/// (never `clientId` and `realmRef`, which a spec must carry).
+fn strip_defaults(value: &mut Value, defaults: &Value, top: bool) {
+    let (Value::Object(map), Value::Object(defaults)) = (value, defaults) else { return };
+    map.retain(|k, v| (top && matches!(k.as_str(), "clientId" | "realmRef")) || defaults.get(k) != Some(v));
+    for (k, v) in map.iter_mut() {
+        if let Some(d) = defaults.get(k) {
+            strip_defaults(v, d, false);
+        }
+    }
+}
+
+/// `spec` as JSON without the fields that hold their default value (parsing fills them in again):
+/// about half of a typical spec's packed size. Used only when it parses back to the same spec;
+/// otherwise the whole spec.
+fn lean_spec(spec: &KeycloakClientSpec) -> Result<Value, serde_json::Error> {
+    let full = serde_json::to_value(spec)?;
+    let Some(defaults) = spec_defaults() else { return Ok(full) };
+    let mut lean = full.clone();
+    strip_defaults(&mut lean, defaults, true);
+    let back = serde_json::from_value::<KeycloakClientSpec>(lean.clone()).and_then(serde_json::to_value);
+    Ok(if back.is_ok_and(|b| b == full) { lean } else { full })
 }
 
 impl GuardedClient {
@@ -250,6 +289,18 @@ mod tests {
                        "remoteSecrets": ["b/s"]}
         });
         let typed: KeycloakClient = serde_json::from_value(object.clone()).unwrap();
+        // Defaults are left out of the packed spec, values that differ from them kept.
+        let mut with_defaults = object.clone();
+        with_defaults["spec"]["settings"] = json!({"standardFlowEnabled": true, "displayOnConsentScreen": false});
+        with_defaults["spec"]["deletionPolicy"] = json!("Delete");
+        let typed_d: KeycloakClient = serde_json::from_value(with_defaults.clone()).unwrap();
+        let g: GuardedClient = serde_json::from_value(with_defaults).unwrap();
+        let packed = &g.parsed.as_ref().unwrap().packed;
+        assert!(!packed.contains("standardFlowEnabled") && !packed.contains("deletionPolicy"), "{packed}");
+        assert!(packed.contains(r#""displayOnConsentScreen":false"#), "{packed}");
+        let kc = g.client().unwrap();
+        assert_eq!(serde_json::to_value(&kc.spec).unwrap(), serde_json::to_value(&typed_d.spec).unwrap());
+
         let g: GuardedClient = serde_json::from_value(object).unwrap();
         let kc = g.client().unwrap();
         assert_eq!(serde_json::to_value(&kc.spec).unwrap(), serde_json::to_value(&typed.spec).unwrap());

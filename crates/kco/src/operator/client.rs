@@ -334,39 +334,21 @@ async fn converge(
     let target = resolve(ctx, kc, facts).await?;
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
     let turn = turn.wait(ctx, target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
-    let uid = kc.uid().unwrap_or_default();
-    let first_try = if never_created(kc) && ctx.first_create(&uid) {
-        // Create first, and look the client up only when that is refused (see `never_created`).
-        let tried = match desired_client(kc, &target).await {
-            Ok(desired) => apply_client(ctx, kc, &target, &desired, None, facts).await.map(|a| (desired, a)),
-            Err(e) => Err(e),
-        };
-        ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
-        match tried {
-            Err(e) if create_refused(&e) => {
-                tracing::debug!(client = %kc.spec.client_id, error = %e, "the create was refused; looking the client up");
-                None
-            }
-            other => Some(other?),
-        }
-    } else {
-        None
-    };
-    let (desired, mut applied) = match first_try {
-        Some(done) => done,
-        None => {
-            let existing = find_existing(kc, &target).await;
+    // Create at once when kco never tried before; otherwise, or when that create is refused, look
+    // the client up first (see `never_created`).
+    let mut guess = never_created(kc) && ctx.first_create(&kc.uid().unwrap_or_default());
+    let (desired, mut applied) = loop {
+        let existing = if guess { None } else { look_up(ctx, kc, &target).await? };
+        let tried = desire_and_apply(ctx, kc, &target, existing, facts).await;
+        if guess {
             ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
-            let existing = match existing {
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    ensure_realm(ctx, &target.admin, &target.realm).await?;
-                    None
-                }
-                other => other?,
-            };
-            let desired = desired_client(kc, &target).await?;
-            let applied = apply_client(ctx, kc, &target, &desired, existing, facts).await?;
-            (desired, applied)
+        }
+        match tried {
+            Err(e) if guess && create_refused(&e) => {
+                tracing::debug!(client = %kc.spec.client_id, error = %e, "the create was refused; looking the client up");
+                guess = false;
+            }
+            other => break other?,
         }
     };
     facts.internal_id = Some(applied.internal_id.clone());
@@ -643,6 +625,32 @@ async fn publish_managed_secret(
 struct Converged {
     event: Option<(&'static str, String)>,
     requeue: Option<std::time::Duration>,
+}
+
+/// Step 3: the client as it is now (see [`find_existing`]), creating the realm when it is missing.
+async fn look_up(ctx: &Context, kc: &KeycloakClient, target: &Target) -> Result<Option<Value>, ReconcileError> {
+    let existing = find_existing(kc, target).await;
+    ctx.note_keycloak_comeback(&target.admin, (&target.instance.0, &target.instance.1));
+    match existing {
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            ensure_realm(ctx, &target.admin, &target.realm).await?;
+            Ok(None)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Steps 4 and 5: the desired client, applied to `existing` (`None`: create it).
+async fn desire_and_apply(
+    ctx: &Context,
+    kc: &KeycloakClient,
+    target: &Target,
+    existing: Option<Value>,
+    facts: &mut StatusFacts,
+) -> Result<(DesiredClient, Applied), ReconcileError> {
+    let desired = desired_client(kc, target).await?;
+    let applied = apply_client(ctx, kc, target, &desired, existing, facts).await?;
+    Ok((desired, applied))
 }
 
 /// Whether, as far as the status tells, kco never tried to make this object's Keycloak client: no

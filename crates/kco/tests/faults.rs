@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use kco_testing::{Env, Operator, Toxiproxy, audited_client, event_notes};
+use kco_testing::{Env, Operator, Toxiproxy, audited_client, event_notes, wait_for};
 use serde_json::json;
 
 const KCO: &str = env!("CARGO_BIN_EXE_kco");
@@ -156,7 +156,12 @@ async fn cut_answers_and_an_unreachable_keycloak_converge() {
     for name in second {
         env.wait_phase(&ns, name, "Degraded", Duration::from_secs(120)).await;
     }
-    assert!(op.counter("kco_reconciliations", &[("result", "error")]).await >= failures + second.len() as u64);
+    // The counter moves when a reconcile returns, a moment after its Degraded status is visible.
+    let want = failures + second.len() as u64;
+    wait_for("an error reconcile counted per new client", Duration::from_secs(30), || async {
+        (op.counter("kco_reconciliations", &[("result", "error")]).await >= want).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     proxy.set_enabled(true).await;
     env.wait_all_ready(&ns, &names, Duration::from_secs(600)).await;

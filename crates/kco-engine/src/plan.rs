@@ -372,18 +372,20 @@ fn plan_roles(desired: &DesiredClient, observed: &ObservedClient, ops: &mut Vec<
 /// Observed representation with the managed fields overlaid; lists managed elsewhere are dropped so
 /// the PUT cannot disturb them.
 fn merge(desired: &DesiredClient, observed: &Value) -> Value {
+    let empty = Map::new();
+    let observed_attrs = observed.get("attributes").and_then(Value::as_object).unwrap_or(&empty);
     let mut rep = observed.as_object().cloned().unwrap_or_default();
+    // What was read and is not kco's to send (the secret's records among it) stays out of the PUT:
+    // Keycloak keeps it, where a stale copy could undo a rotation made since the read.
+    kco_keycloak::strip_for_put(&mut rep);
     for (k, v) in &desired.fields {
         rep.insert(k.clone(), v.clone());
     }
     let mut attrs = rep.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
-    for (k, v) in wanted_attributes(desired, &attrs.clone()) {
+    for (k, v) in wanted_attributes(desired, observed_attrs) {
         attrs.insert(k, json!(v));
     }
     rep.insert("attributes".into(), Value::Object(attrs));
-    for k in kco_keycloak::PUT_STRIP {
-        rep.remove(*k);
-    }
     Value::Object(rep)
 }
 
@@ -545,8 +547,47 @@ mod tests {
         assert_eq!(representation["redirectUris"], json!(["https://a/cb"]));
         // Fields kco does not manage survive the merge.
         assert_eq!(representation["surrogateAuthRequired"], false);
-        assert_eq!(representation["attributes"]["client.secret.creation.time"], "1700000000");
         assert!(representation.get("protocolMappers").is_none());
+        // The secret's records are Keycloak's: left out, so a rotation since the read stays.
+        assert!(representation["attributes"].get("client.secret.creation.time").is_none());
+        assert_eq!(representation["attributes"]["display.on.consent.screen"], "true");
+    }
+
+    #[test]
+    fn a_put_never_carries_the_secret_or_its_records_read_before() {
+        let d = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"}, "description": "new"})),
+            Some(&owner()),
+        );
+        let mut observed = as_keycloak_returns(&d);
+        observed["description"] = json!("old");
+        let attrs = observed["attributes"].as_object_mut().unwrap();
+        for (k, v) in [
+            ("client.secret.rotated", "previous"),
+            ("client.secret.rotated.creation.time", "1699990000"),
+            ("client.secret.rotated.expiration.time", "1700000020"),
+            ("client.secret.expiration.time", "1734560000"),
+        ] {
+            attrs.insert(k.into(), json!(v));
+        }
+        observed["secret"] = json!("read-before");
+        let plan = plan_client(&d, Some(&obs(&observed)));
+        let ClientOperation::UpdateClient { representation, .. } = &plan.operations[0] else { panic!() };
+        assert_eq!(representation["description"], "new");
+        assert!(representation.get("secret").is_none());
+        let sent: Vec<&String> = representation["attributes"].as_object().unwrap().keys().collect();
+        assert!(sent.iter().all(|k| !k.starts_with("client.secret.")), "{sent:?}");
+
+        // Unless the spec sets one itself: then it is sent like any other attribute.
+        let own = DesiredClient::from_spec(
+            &spec(json!({"clientId": "svc", "realmRef": {"name": "r"},
+                         "attributes": {"client.secret.expiration.time": "1800000000"}})),
+            Some(&owner()),
+        );
+        let plan = plan_client(&own, Some(&obs(&observed)));
+        let ClientOperation::UpdateClient { representation, .. } = &plan.operations[0] else { panic!() };
+        assert_eq!(representation["attributes"]["client.secret.expiration.time"], "1800000000");
+        assert!(representation["attributes"].get("client.secret.rotated").is_none());
     }
 
     #[test]
@@ -880,7 +921,7 @@ mod tests {
         assert_eq!(attrs["hand.made"], "x");
         assert_eq!(attrs[OWNER_ATTRIBUTE], "team-a/svc/u-1");
         assert_eq!(attrs["display.on.consent.screen"], "true");
-        assert_eq!(attrs["client.secret.creation.time"], "1700000000");
+        assert!(attrs.get("client.secret.creation.time").is_none(), "Keycloak keeps it; not sent");
 
         // Omitted: unmanaged, nothing removed.
         let omitted =

@@ -452,10 +452,8 @@ impl KeycloakAdmin {
         let Value::Object(mut rep) = rep else {
             return Err(Error::new(ErrorKind::Protocol, "read client", "the answer is not a client representation"));
         };
+        strip_for_put(&mut rep);
         rep.insert("secret".into(), Value::String(secret.expose_secret().to_string()));
-        for k in PUT_STRIP {
-            rep.remove(*k);
-        }
         self.put(&[realm, "clients", id], &Value::Object(rep), "client").await
     }
 
@@ -578,7 +576,24 @@ fn secret_value(v: &Value) -> Result<SecretString, Error> {
 /// them through their own endpoints (scopes, mappers, authorization) or ignores them, and sending what
 /// was read back could undo a change made in between. One list for every PUT kco makes.
 pub const PUT_STRIP: &[&str] =
-    &["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings", "access"];
+    &["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings", "access", "secret"];
+
+/// Prefix of the attributes where Keycloak records the client secret's life: creation and
+/// expiration times, and the previous secret kept for a rotation's grace period.
+pub const SECRET_RECORD_PREFIX: &str = "client.secret.";
+
+/// Make a client representation that was read into the body of a `PUT /clients/{id}`: without the
+/// fields of [`PUT_STRIP`] and without the secret's records (attributes `client.secret.*`). Keycloak
+/// keeps what a PUT leaves out, while a value read before a rotation and sent after it would undo
+/// it: the previous secret would be current again, and the one consumers now hold refused.
+pub fn strip_for_put(rep: &mut serde_json::Map<String, Value>) {
+    for k in PUT_STRIP {
+        rep.remove(*k);
+    }
+    if let Some(Value::Object(attrs)) = rep.get_mut("attributes") {
+        attrs.retain(|k, _| !k.starts_with(SECRET_RECORD_PREFIX));
+    }
+}
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<&str> {
     headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok())

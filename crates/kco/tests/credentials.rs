@@ -358,3 +358,68 @@ async fn a_secret_that_is_not_kcos_is_never_overwritten() {
     assert!(s["message"].as_str().unwrap().contains("secretName"), "{s}");
     assert_eq!(env.secret_data(&ns, "svc-credentials").await.unwrap()["client-secret"], "hand-made");
 }
+
+/// kco updates a client from what it read a moment before. When the secret rotated in between (kco
+/// on another path, `kco apply`, a person in the admin console), the update must not undo that
+/// rotation: Keycloak's record of the previous secret (kept for the grace period, which consumers
+/// still holding it rely on) and of the rotation time stay as the rotation left them.
+#[tokio::test]
+async fn an_update_from_a_read_before_a_rotation_leaves_the_rotation_alone() {
+    use kco_engine::{DesiredClient, Owner, apply_plan, grace, observe_client, plan_client};
+    use kco_keycloak::{AdminCredentials, KeycloakAdmin, KeycloakAdminConfig, RequestMetrics};
+
+    let (env, ns, _op) = setup("stale", "30m").await;
+    let spec = confidential(
+        "svc",
+        json!({"secretRotation":
+        {"enabled": true, "rotationPeriod": "30d", "gracePeriod": "5m"}}),
+    );
+    env.apply(&ns, client("svc", spec.clone())).await;
+    let status = env.wait_phase(&ns, "svc", "Ready", READY).await;
+    let id = status["internalId"].as_str().unwrap().to_string();
+    let admin = KeycloakAdmin::new(
+        KeycloakAdminConfig {
+            url: env.keycloak_url.clone(),
+            admin_realm: "master".into(),
+            credentials: AdminCredentials::Password {
+                username: env.admin_user.clone(),
+                password: env.admin_password.clone().into(),
+            },
+            ca_pem: None,
+            timeout: Duration::from_secs(30),
+        },
+        RequestMetrics::default(),
+    )
+    .unwrap();
+    // Two rotations with the grace rule kco set up for this client; the read in between is stale.
+    let (grace_secs, period_secs) = (300, 30 * 86_400);
+    grace::ensure_grace_policy(&admin, &ns, grace_secs, period_secs, jiff::Timestamp::now().as_second()).await.unwrap();
+    admin.regenerate_client_secret(&ns, &id).await.unwrap();
+    let mut stale = admin.get(&[&ns, "clients", &id], &[], "client").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a later second for the creation time
+    let current = admin.regenerate_client_secret(&ns, &id).await.unwrap();
+    let previous = stale["secret"].as_str().unwrap().to_string();
+    let rotated = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap()["attributes"].clone();
+    assert_eq!(rotated["client.secret.rotated"], previous.as_str(), "the second rotation kept the first's secret");
+
+    // An update planned from the stale read (a hand edit of the description to revert), applied now.
+    stale["description"] = json!("edited by hand");
+    let spec: kco_api::KeycloakClientSpec = serde_json::from_value(spec).unwrap();
+    let api: kube::Api<kco_api::KeycloakClient> = kube::Api::namespaced(env.kube.clone(), &ns);
+    let uid = api.get("svc").await.unwrap().metadata.uid.unwrap();
+    let desired = DesiredClient::from_spec(&spec, Some(&Owner { namespace: ns.clone(), name: "svc".into(), uid }));
+    let observed = observe_client(&admin, &ns, &desired, stale).await.unwrap();
+    let plan = plan_client(&desired, Some(&observed));
+    assert!(!plan.is_empty(), "the hand edit is reverted");
+    apply_plan(&admin, &ns, &plan, Some(&id), Some(&observed), false).await.unwrap();
+
+    let after = env.keycloak_get(&format!("{ns}/clients/{id}")).await.unwrap();
+    assert_ne!(after["description"], "edited by hand");
+    for key in ["client.secret.creation.time", "client.secret.rotated", "client.secret.rotated.expiration.time"] {
+        assert_eq!(after["attributes"][key], rotated[key], "{key} changed by the update");
+    }
+    let url = env.secret_data(&ns, "svc-credentials").await.unwrap()["token-endpoint"].clone();
+    use secrecy::ExposeSecret;
+    env.client_credentials(&url, "svc", current.expose_secret()).await.expect("the current secret works");
+    env.client_credentials(&url, "svc", &previous).await.expect("the previous secret works in its grace period");
+}

@@ -409,30 +409,51 @@ struct Synced {
 }
 
 impl Synced {
-    /// `events` with this watch's first InitDone counted (and, for a cache, reported to `caches`).
+    /// `events` put into `writer`'s store, then this watch's first InitDone counted (and, for a
+    /// cache, reported to `caches`).
     fn track<K, S>(
         &self,
         events: S,
+        writer: reflector::store::Writer<K>,
         cache: bool,
     ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + use<K, S>
     where
+        K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
         S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
     {
         let synced = self.clone();
-        let mut listed = false;
-        events.inspect_ok(move |event| {
-            if !listed && matches!(event, watcher::Event::InitDone) {
-                listed = true;
-                if cache {
-                    synced.caches.cache_synced();
-                }
-                if synced.count.fetch_add(1, Ordering::SeqCst) + 1 == synced.of {
-                    tracing::info!("initial lists synced; ready");
-                    synced.ready.store(true, Ordering::Relaxed);
-                }
+        reflect_then(events, writer, move || {
+            if cache {
+                synced.caches.cache_synced();
+            }
+            if synced.count.fetch_add(1, Ordering::SeqCst) + 1 == synced.of {
+                tracing::info!("initial lists synced; ready");
+                synced.ready.store(true, Ordering::Relaxed);
             }
         })
     }
+}
+
+/// `events` applied to `writer`'s store, and `listed` called at the first InitDone, once the store
+/// holds the initial list. The store takes the list in only at InitDone: counting the watch synced
+/// before that let a reconcile find the cache "synced" and still empty (a client failed with
+/// RealmNotFound right after a restart, and stayed so until the next resync).
+fn reflect_then<K, S>(
+    events: S,
+    writer: reflector::store::Writer<K>,
+    mut listed: impl FnMut() + Send,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    S: Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
+{
+    let mut done = false;
+    events.reflect(writer).inspect_ok(move |event| {
+        if !done && matches!(event, watcher::Event::InitDone) {
+            done = true;
+            listed();
+        }
+    })
 }
 
 /// A Controller over `api` whose watch also reports to `synced` when its initial list is complete.
@@ -443,8 +464,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = synced
-        .track(watcher(api, config).default_backoff(), false)
-        .reflect(writer)
+        .track(watcher(api, config).default_backoff(), writer, false)
         .applied_objects()
         .predicate_filter(reconcile_worthy, kube::runtime::PredicateConfig::default());
     Controller::for_stream(stream, reader)
@@ -488,8 +508,7 @@ where
         rx.map(Ok)
     });
     let root = synced
-        .track(events.default_backoff().modify(|o: &mut K| guarded::compact(o.meta_mut())), true)
-        .reflect(writer)
+        .track(events.default_backoff().modify(|o: &mut K| guarded::compact(o.meta_mut())), writer, true)
         .for_each(move |event| {
             let mut senders = senders.clone();
             async move {
@@ -601,6 +620,38 @@ fn jittered(d: Duration, r: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_watch_counts_as_listed_only_once_its_store_holds_the_list() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let realm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("realm".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let events = futures::stream::iter([
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(realm)),
+            Ok(watcher::Event::InitDone),
+        ]);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = {
+            let (reader, seen) = (reader.clone(), seen.clone());
+            move || {
+                let held = reader.get(&ObjectRef::new("realm").within("ns")).is_some();
+                if let Ok(mut s) = seen.lock() {
+                    s.push(held);
+                }
+            }
+        };
+        let n = reflect_then(events, writer, record).count().await;
+        assert_eq!(n, 3);
+        assert_eq!(*seen.lock().unwrap(), [true], "listed once, with the object already in the store");
+    }
 
     #[test]
     fn durations_parse_with_the_one_grammar_of_every_kco_duration() {

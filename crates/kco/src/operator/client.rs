@@ -512,18 +512,29 @@ async fn apply_client(
     let retry = kc.status.as_ref().is_some_and(|s| {
         matches!(s.phase, Some(Phase::Failed | Phase::Degraded)) && s.observed_generation == kc.metadata.generation
     });
-    if !plan.is_empty() && !retry {
-        let (phase, message) = match &observed {
-            None => (Phase::Provisioning, format!("creating client {} in realm {realm_name}", kc.spec.client_id)),
-            Some(_) => (
-                Phase::Updating,
-                format!("applying changes to client {}: {}", kc.spec.client_id, plan.changed_fields().join(", ")),
-            ),
-        };
-        facts.progress(ctx, kc, phase, message).await?;
-    }
+    let progress = (!plan.is_empty() && !retry).then(|| match &observed {
+        None => (Phase::Provisioning, format!("creating client {} in realm {realm_name}", kc.spec.client_id)),
+        Some(_) => (
+            Phase::Updating,
+            format!("applying changes to client {}: {}", kc.spec.client_id, plan.changed_fields().join(", ")),
+        ),
+    });
     let allow_admin = target.realm.spec.allow_admin_role_grants;
-    let outcome = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin).await?;
+    // The in-progress phase goes to the apiserver while the plan goes to Keycloak: neither waits for
+    // the other (one apiserver round trip less per create, #11), and the final status is written
+    // only after both, so a watcher still sees Provisioning (or Updating) before Ready. Keycloak's
+    // answer comes first when both fail: it says more about the client.
+    let (said, outcome) = tokio::join!(
+        async {
+            match progress {
+                Some((phase, message)) => facts.progress(ctx, kc, phase, message).await,
+                None => Ok(()),
+            }
+        },
+        apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin)
+    );
+    let outcome = outcome?;
+    said?;
     if !plan.is_empty() {
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");

@@ -89,7 +89,9 @@ async fn soak_edits_drift_and_rotations() {
             // Only the field it changes: a whole representation read here and sent back would carry the
             // secret as it was at the read, and undo a rotation kco made in between (the consumer is
             // then refused until the next resync repairs the Secret: CI saw that at b429bf8).
-            let edit = json!({"standardFlowEnabled": true});
+            // (With an empty attributes map: Keycloak's secret-rotation executor, when it rotates on an
+            // update, writes into the request's attributes and fails on a body without them.)
+            let edit = json!({"standardFlowEnabled": true, "attributes": {}});
             env.keycloak_send(reqwest::Method::PUT, &format!("{ns}/clients/{id}"), Some(edit)).await;
             let user = env.keycloak_get(&format!("{ns}/clients/{id}/service-account-user")).await.unwrap();
             let role = env.keycloak_get(&format!("{ns}/roles/{AUDIT_REALM_ROLE}")).await.unwrap();

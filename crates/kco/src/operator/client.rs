@@ -203,8 +203,9 @@ struct StatusFacts {
 }
 
 impl StatusFacts {
-    /// Say in status what is about to happen (phase Provisioning or Updating), right before a Keycloak
-    /// write; a reconcile that writes nothing never calls this, so idle resyncs stay silent.
+    /// Say in status what is happening (phase Provisioning or Updating), sent alongside a Keycloak
+    /// write; a reconcile that writes nothing never calls this, so idle resyncs stay silent. The
+    /// final status is compared against this one even when its answer was lost (it may have landed).
     async fn progress(
         &mut self,
         ctx: &Context,
@@ -214,8 +215,9 @@ impl StatusFacts {
     ) -> Result<(), ReconcileError> {
         let reason = if phase == Phase::Provisioning { "Provisioning" } else { "Updating" };
         let status = self.status(kc, phase, reason, message);
-        write_status(ctx, &self.current(kc), status.clone()).await?;
-        self.progress = Some(status);
+        let current = self.current(kc);
+        self.progress = Some(status.clone());
+        write_status(ctx, &current, status).await?;
         Ok(())
     }
 
@@ -523,7 +525,9 @@ async fn apply_client(
     // The in-progress phase goes to the apiserver while the plan goes to Keycloak: neither waits for
     // the other (one apiserver round trip less per create, #11), and the final status is written
     // only after both, so a watcher still sees Provisioning (or Updating) before Ready. Keycloak's
-    // answer comes first when both fail: it says more about the client.
+    // answer comes first when both fail: it says more about the client. When only the status write
+    // failed, what Keycloak did stands and the reconcile goes on: its Event and final status say so
+    // (an error now would hide the change, and the retry would find nothing left to do).
     let (said, outcome) = tokio::join!(
         async {
             match progress {
@@ -534,7 +538,10 @@ async fn apply_client(
         apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin)
     );
     let outcome = outcome?;
-    said?;
+    if let Err(e) = said {
+        tracing::warn!(object = %format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any()), error = %e,
+            "could not write the in-progress phase; going on to the final status");
+    }
     if !plan.is_empty() {
         tracing::info!(client = %kc.spec.client_id, realm = %realm_name, created = outcome.created,
             changed = ?outcome.changed_fields, operations = plan.operations.len(), "applied plan");

@@ -573,9 +573,10 @@ fn secret_value(v: &Value) -> Result<SecretString, Error> {
 }
 
 /// Fields of a client representation that a `PUT /clients/{id}` must not carry: Keycloak manages
-/// them through their own endpoints (scopes, mappers, authorization) or ignores them, and sending what
-/// was read back could undo a change made in between. One list for every PUT kco makes.
-pub const PUT_STRIP: &[&str] =
+/// them through their own endpoints (scopes, mappers, authorization, the secret's) or ignores them,
+/// and sending what was read back could undo a change made in between. Applied by [`strip_for_put`],
+/// the one way every client PUT kco makes is built.
+const PUT_STRIP: &[&str] =
     &["protocolMappers", "defaultClientScopes", "optionalClientScopes", "authorizationSettings", "access", "secret"];
 
 /// Prefix of the attributes where Keycloak records the client secret's life: creation and

@@ -12,8 +12,8 @@ mod metrics;
 mod starts;
 
 pub use admin::{
-    AdminCredentials, Comeback, KeycloakAdmin, KeycloakAdminConfig, PUT_STRIP, SECRET_RECORD_PREFIX, ServerInfo,
-    base_url_of, is_plain_segment, strip_for_put,
+    AdminCredentials, Comeback, KeycloakAdmin, KeycloakAdminConfig, SECRET_RECORD_PREFIX, ServerInfo, base_url_of,
+    is_plain_segment, strip_for_put,
 };
 pub use error::{Error, ErrorKind};
 pub use metrics::RequestMetrics;

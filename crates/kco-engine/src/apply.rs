@@ -212,12 +212,8 @@ impl Applier<'_> {
             None => None,
         };
         let container = target.as_deref();
-        // The admin-role guard takes a role's `composite` flag as remembered (up to a minute old;
-        // a composite's members it always reads). The guard checks a grant when it is made: a role
-        // made composite after that reaches every service account that holds it, guard or not, so
-        // a flag a minute old opens nothing a fresh one closes. Reading it afresh cost one request
-        // per created client, a sixth of a create's requests.
-        let mut fresh = false;
+        // A grant the admin-role guard checks needs each role's composites as they are now.
+        let mut fresh = grant && !self.allow_admin_role_grants;
         loop {
             let mut reps = Vec::new();
             let mut remembered = false;

@@ -476,17 +476,15 @@ impl KeycloakAdmin {
     }
 
     /// Role `name` of the realm (`container` `None`) or of the client with internal id `container`,
-    /// as read less than a minute ago: its `id`, `name`, `clientRole`, `containerId` and `composite`
-    /// only. Whether it is composite changes in place; the admin-role guard takes it from here all
-    /// the same (see `kco_engine::apply`: the guard is a check at the time of the grant, and a role
-    /// made composite later reaches every holder whatever the guard saw).
+    /// as read less than a minute ago: its `id`, `name`, `clientRole` and `containerId` only. Never
+    /// whether it is composite (that changes in place, and the admin-role guard needs it fresh).
     pub fn remembered_role(&self, realm: &str, container: Option<&str>, name: &str) -> Option<Value> {
         self.memo.role(realm, container.unwrap_or_default(), name, Instant::now())
     }
 
     /// Remember the identity fields of role representation `rep` (see [`Self::remembered_role`]).
     pub fn remember_role(&self, realm: &str, container: Option<&str>, name: &str, rep: &Value) {
-        let identity: serde_json::Map<String, Value> = ["id", "name", "clientRole", "containerId", "composite"]
+        let identity: serde_json::Map<String, Value> = ["id", "name", "clientRole", "containerId"]
             .iter()
             .filter_map(|k| Some((k.to_string(), rep.get(*k)?.clone())))
             .collect();

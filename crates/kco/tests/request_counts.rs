@@ -87,7 +87,7 @@ async fn keycloak_requests_per_create_and_per_resync() {
         ("POST client", 1), // create at once (no lookup: the status records no client), with the audience mapper
         ("POST client-role", 1), // the client role
         ("GET service-account-user", 1), // the service account to grant to
-        ("GET role", 1),    // the realm role (the admin-role guard reads its composite flag from it)
+        ("GET role", 1),    // the realm role, fresh: the admin-role guard checks composites
         ("POST role-mapping", 1), // the grant
         ("GET client-secret", 1), // the secret for the managed Secret
     ]);
@@ -161,9 +161,9 @@ async fn a_replaced_service_account_user_is_found_and_granted_again() {
     op.stop().await;
 }
 
-/// A granted role is remembered for a minute, for the admin-role guard too (the realm does not
-/// allow admin grants): the second client's grant reads nothing. A role deleted and made again has
-/// a new id; the grant with the old one answers 404, and kco reads the role once more.
+/// Where no admin-role guard needs each granted role's composites fresh (allowAdminRoleGrants),
+/// a role's id is remembered: the second client's grant reads nothing. A role deleted and made
+/// again has a new id; the grant with the old one answers 404, and kco reads the role once more.
 #[tokio::test]
 async fn a_granted_role_is_read_once_and_again_when_it_was_replaced() {
     let env = Env::connect().await;
@@ -174,7 +174,8 @@ async fn a_granted_role_is_read_once_and_again_when_it_was_replaced() {
         &ns,
         json!({
             "apiVersion": "kco.dev/v1", "kind": "KeycloakRealm", "metadata": {"name": "realm"},
-            "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": [ns]}
+            "spec": {"realmName": ns, "instanceRef": {"name": "local"}, "clientAuthorizationGrants": [ns],
+                     "allowAdminRoleGrants": true}
         }),
     )
     .await;

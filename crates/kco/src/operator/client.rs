@@ -682,9 +682,12 @@ async fn desire_and_apply(
 /// writes no status). Such a client most likely does not exist yet, so the reconcile creates it
 /// without looking it up first (one Keycloak read less per create, #11), and looks it up only when
 /// the create is refused (see [`create_refused`]): the clientId is taken (another owner's, which
-/// the ownership check then refuses as always), or the realm is missing. Every later try (a
-/// Provisioning whose end was not recorded, say because the apiserver went away before the Ready
-/// status; a Failed or Degraded retry) looks the client up first, so a create is not sent twice.
+/// the ownership check then refuses as always), or the realm is missing. Every later try looks the
+/// client up first, so a create is not sent twice: a Failed or Degraded retry, a Provisioning whose
+/// end was not recorded, and, in this process, any object it sent a create for whose status does
+/// not record it yet (`Context::creates_sent`: a quick create writes no Provisioning, see
+/// `--progress-after`). After a restart without any of these, the create's 409 sends it to the
+/// lookup, which finds kco's own client.
 fn never_created(kc: &KeycloakClient) -> bool {
     kc.status.as_ref().is_none_or(|s| s.internal_id.is_none() && matches!(s.phase, None | Some(Phase::Pending)))
 }

@@ -123,7 +123,7 @@ async fn a_composite_role_reaching_realm_admin_is_not_granted_without_the_realms
     let granted = env.keycloak_get(&format!("{ns}/users/{uid}/role-mappings/realm")).await.unwrap();
     assert!(!granted.as_array().unwrap().iter().any(|r| r["name"] == "ops"), "ops was granted: {granted}");
 
-    // A second client asking for the same role (its id now in kco's role memo): refused the same way.
+    // A second client asking for the same role, which kco has read before: refused the same way.
     env.apply(&ns, client("sneaky2", confidential("sneaky2", json!({"serviceAccountRoles": {"realmRoles": ["ops"]}}))))
         .await;
     let s = env.wait_phase(&ns, "sneaky2", "Failed", READY).await;

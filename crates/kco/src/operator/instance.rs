@@ -47,7 +47,7 @@ pub async fn reconcile(ins: Arc<KeycloakInstance>, ctx: Arc<Context>) -> Result<
         (Ok(_), Some(false)) => tracing::info!(instance = key, "KeycloakInstance reachable again"),
         _ => {}
     }
-    apply_status_if_changed(&ctx, &*ins, "KeycloakInstance", ins.status.as_ref(), &status).await?;
+    apply_status_if_changed(&ctx, &*ins, ins.status.as_ref(), &status).await?;
     // Checked every `--keycloak-check` (at most the resync): a restart is noticed by the uptime
     // within that time even when kco had nothing to do meanwhile.
     Ok(Action::requeue(if checked.is_ok() {

@@ -24,7 +24,7 @@ pub async fn reconcile(realm: Arc<KeycloakRealm>, ctx: Arc<Context>) -> Result<A
         observed_generation: realm.metadata.generation,
         conditions: vec![],
     };
-    apply_status_if_changed(&ctx, &*realm, "KeycloakRealm", realm.status.as_ref(), &status).await?;
+    apply_status_if_changed(&ctx, &*realm, realm.status.as_ref(), &status).await?;
     Ok(Action::requeue(if checked.is_ok() { ctx.resync } else { ctx.resync.min(Duration::from_secs(30)) }))
 }
 

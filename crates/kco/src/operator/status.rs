@@ -29,11 +29,7 @@ pub async fn write_status(
     let Some(status) = status_to_write(&current, status, &Timestamp::now().to_string()) else {
         return Ok(false);
     };
-    let api: Api<KeycloakClient> = Api::namespaced(ctx.kube.clone(), &kc.namespace().unwrap_or_default());
-    let patch = status_patch("KeycloakClient", &status)?;
-    api.patch_status(&kc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.count_write("status");
-    Ok(true)
+    apply_status_if_changed(ctx, kc, None, &status).await
 }
 
 /// The status to write at time `now`, with its Ready condition, or `None` when it says nothing
@@ -70,12 +66,11 @@ fn status_to_write(
     Some(status)
 }
 
-/// Write `status` on `obj` (a kco resource of `kind`) in place of its status, unless it equals
-/// `current`. Returns whether it wrote.
+/// Write `status` on `obj` (a kco resource) in place of its status, unless it equals `current`.
+/// Returns whether it wrote.
 pub async fn apply_status_if_changed<K, S>(
     ctx: &Context,
     obj: &K,
-    kind: &str,
     current: Option<&S>,
     status: &S,
 ) -> Result<bool, kube::Error>
@@ -90,7 +85,7 @@ where
         return Ok(false);
     }
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
-    let patch = status_patch(kind, status)?;
+    let patch = status_patch(&K::kind(&()), status)?;
     api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.count_write("status");
     Ok(true)

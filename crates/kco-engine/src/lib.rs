@@ -5,6 +5,7 @@ pub mod apply;
 pub mod authz;
 pub mod converge;
 pub mod desired;
+pub mod drift;
 pub mod error;
 pub mod formats;
 pub mod grace;

@@ -566,9 +566,9 @@ impl Operator {
     }
 
     /// Keycloak requests made for clients, from one scrape: every request but the instance's and the
-    /// realm's own status checks (admin token, server info, realm lookups).
+    /// realm's own checks (admin token, server info, realm lookups, the look at its admin events).
     pub async fn client_keycloak_requests(&self) -> u64 {
-        let checks = ["kind=\"token\"", "kind=\"serverinfo\"", "kind=\"realm\""];
+        let checks = ["kind=\"token\"", "kind=\"serverinfo\"", "kind=\"realm\"", "kind=\"admin-event\""];
         self.counter_where("kco_keycloak_requests", |lbls| !checks.iter().any(|c| lbls.contains(c))).await
     }
 

@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::context::ResultLabel;
 use super::credentials::{TargetClient, client_secret};
 use super::guarded::GuardedClient;
+use super::quiet::CleanCheck;
 use super::resolve::{admin_of, ensure_realm, grant, instance_for_realm, realm_of};
 use super::secret::{OutputSecret, ensure_secret};
 use super::status::write_status;
@@ -271,6 +272,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
     let mut facts = StatusFacts::default();
     let others_before = ctx.others_changed.load(std::sync::atomic::Ordering::Relaxed);
     match converge(kc, ctx, &mut facts, turn).await {
+        Ok(done) if done.quiet => Ok(Action::requeue(done.requeue.map_or(ctx.resync, |r| r.min(ctx.resync)))),
         Ok(done) => {
             let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
             if kc.spec.authentication_flows.as_ref().is_some_and(|f| f.client_authentication_flow.is_some()) {
@@ -284,7 +286,13 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
                 message.push_str("; note: ");
                 message.push_str(&note);
             }
-            write_status(ctx, &facts.current(kc), facts.status(kc, Phase::Ready, "Reconciled", message)).await?;
+            let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
+            let written =
+                write_status(ctx, &facts.current(kc), facts.status(kc, Phase::Ready, "Reconciled", message)).await;
+            let written = written.inspect_err(|_| ctx.quiet.forget(&key))?;
+            if let Some(clean) = done.clean {
+                ctx.quiet.record(&key, kc, written.as_deref(), clean);
+            }
             ctx.create_settled(&kc.uid().unwrap_or_default());
             if let Some((reason, note)) = done.event {
                 publish(ctx, kc, EventType::Normal, reason, note).await;
@@ -293,6 +301,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
         }
         Err(e) => {
             let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
+            ctx.quiet.forget(&key);
             let tries = ctx.failures.lock().map(|f| f.get(&key).copied().unwrap_or(0)).unwrap_or(0);
             let previous = kc.status.as_ref().and_then(|s| s.reason.as_deref());
             let e = super::rejected::rejected_request(&e, tries, previous, &kc.spec.client_id).unwrap_or(e);
@@ -300,7 +309,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
             let message = e.to_string();
             let wrote =
                 write_status(ctx, &facts.current(kc), facts.status(kc, phase, e.reason(), message.clone())).await?;
-            if wrote {
+            if wrote.is_some() {
                 publish(ctx, kc, EventType::Warning, e.reason(), message).await;
             }
             // A realm or instance changed while this ran: the trigger meant for a failed client may
@@ -336,9 +345,20 @@ async fn converge(
     let target = resolve(ctx, kc, facts).await?;
     // From here on this reconcile talks to Keycloak: wait for its turn (see `gate`).
     let turn = turn.wait(ctx, target.admin.base_url(), &kc.namespace().unwrap_or_default()).await;
+    // A resync of a client checked whole since, that nothing touched (its realm's admin events say
+    // so), reads nothing (see `quiet`).
+    let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
+    let now = jiff::Timestamp::now();
+    if let Some(next_rotation) = ctx.quiet.is_quiet(&key, kc, &target.admin, &target.realm_name, now).await {
+        drop(turn);
+        return Ok(Converged { event: None, requeue: until(next_rotation, now), clean: None, quiet: true });
+    }
     // Create at once when kco never tried before; otherwise, or when that create is refused, look
     // the client up first (see `never_created`).
     let mut guess = never_created(kc) && ctx.first_create(&kc.uid().unwrap_or_default());
+    // Where the realm's admin events stand before anything is read: a check that finds the client
+    // as declared is quiet until an event after this concerns it. A create writes anyway.
+    let mark = if guess { None } else { ctx.quiet.mark(&target.admin, &target.realm_name).await };
     let (desired, mut applied) = loop {
         let existing = if guess { None } else { look_up(ctx, kc, &target).await? };
         let tried = desire_and_apply(ctx, kc, &target, existing, facts).await;
@@ -365,7 +385,6 @@ async fn converge(
     }
     let mut event = applied.event(kc, &target.realm_name);
 
-    let now = jiff::Timestamp::now();
     let rep = applied.observed.as_ref().map(|o| &o.representation);
     // A secret read with the client is only current if this reconcile did not change the client.
     let current = applied.observed.as_ref().filter(|_| !applied.wrote).and_then(|o| o.secret.clone());
@@ -378,6 +397,13 @@ async fn converge(
     };
     let creds = client_secret(ctx, kc, secret_of, now).await?;
     drop(turn);
+    let wrote = applied.wrote || !applied.changed_fields.is_empty() || creds.event.is_some();
+    let clean = mark.filter(|_| !wrote).map(|mark| CleanCheck {
+        mark,
+        client: applied.internal_id.clone(),
+        user: applied.observed.as_ref().and_then(|o| o.service_account_user.clone()),
+        next_rotation: creds.next_rotation,
+    });
     facts.last_rotation = creds.last_rotation;
     facts.next_rotation = creds.next_rotation;
     facts.regenerated_generation = Some(creds.regenerated_generation);
@@ -396,17 +422,20 @@ async fn converge(
     if event.is_some() {
         facts.changed_at = Some(now);
     }
-    let mut requeue = creds.next_rotation.and_then(|next| {
-        let secs = next.as_second().saturating_sub(now.as_second()).max(1);
-        Some(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
-    });
+    let mut requeue = until(creds.next_rotation, now);
     // A protocol change makes Keycloak add mappers of its own (the docker feature's): look again
     // shortly, so a declared mapper list holds without waiting for the resync.
     if applied.changed_fields.iter().any(|f| f == "protocol") {
         let soon = std::time::Duration::from_secs(2);
         requeue = Some(requeue.map_or(soon, |r| r.min(soon)));
     }
-    Ok(Converged { event, requeue })
+    Ok(Converged { event, requeue, clean, quiet: false })
+}
+
+/// How long from `now` until `next` (at least a second), if there is a next.
+fn until(next: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Option<std::time::Duration> {
+    let secs = next?.as_second().saturating_sub(now.as_second()).max(1);
+    Some(std::time::Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 /// Step 1: every rule of the spec, before anything is read.
@@ -643,6 +672,10 @@ async fn publish_managed_secret(
 struct Converged {
     event: Option<(&'static str, String)>,
     requeue: Option<std::time::Duration>,
+    /// A full check that found the client as declared (see `quiet`).
+    clean: Option<CleanCheck>,
+    /// A quiet resync: nothing was read, so the status (Ready, as the last full check left it) stays.
+    quiet: bool,
 }
 
 /// Step 3: the client as it is now (see [`find_existing`]), creating the realm when it is missing.
@@ -709,6 +742,7 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
 }
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action, ReconcileError> {
+    ctx.quiet.forget(&format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any()));
     ctx.create_settled(&kc.uid().unwrap_or_default());
     let ns = kc.namespace().unwrap_or_default();
     // Secrets in other namespaces have no owner reference to collect them: delete them here, like

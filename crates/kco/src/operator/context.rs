@@ -124,6 +124,8 @@ pub struct Context {
     /// reconcile that fails while it moved may have missed the trigger meant for it (see
     /// `client::apply`).
     pub others_changed: std::sync::atomic::AtomicU64,
+    /// The realms' admin events and the clients checked whole since: which resyncs may skip Keycloak.
+    pub quiet: super::quiet::Quiet,
 }
 
 impl Context {
@@ -212,6 +214,7 @@ impl Context {
             instances_back: std::sync::Mutex::new(Default::default()),
             keycloak_comebacks,
             others_changed: std::sync::atomic::AtomicU64::new(0),
+            quiet: super::quiet::Quiet::new(true, resync, Duration::from_secs(3600)),
         }
     }
 

@@ -8,6 +8,7 @@ mod gate;
 mod guarded;
 mod instance;
 mod leader;
+mod quiet;
 mod realm;
 mod rejected;
 mod resolve;
@@ -50,6 +51,15 @@ pub struct RunArgs {
     /// read again at once: it may have lost writes it had acknowledged.
     #[arg(long, env = "KCO_KEYCLOAK_CHECK", default_value = "1m", value_parser = kco_engine::schedule::parse_interval)]
     pub keycloak_check: Duration,
+    /// Use the admin events of realms that keep them (adminEventsEnabled) to tell which clients
+    /// changed: a resync then reads back only those, instead of every client. Realms without admin
+    /// events are read whole at every resync either way.
+    #[arg(long, env = "KCO_ADMIN_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub admin_events: bool,
+    /// How often every client is read whole from Keycloak even when its realm's admin events show
+    /// no change: catches what leaves no event (a database edit, an import). At least the resync.
+    #[arg(long, env = "KCO_FULL_RESYNC", default_value = "1h", value_parser = kco_engine::schedule::parse_interval)]
+    pub full_resync: Duration,
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -80,6 +90,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ctx =
         Context::new(client.clone(), args.resync, args.namespace.clone(), stores, per_instance, &mut registry);
     ctx.keycloak_check = args.keycloak_check.min(args.resync);
+    ctx.quiet = quiet::Quiet::new(args.admin_events, args.resync, args.full_resync);
     let ctx = Arc::new(ctx);
     let elector = leader::Elector::new(&leader_client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
@@ -211,6 +222,7 @@ fn comebacks(
                 .iter()
                 .flat_map(|(ns, name)| clients_of_instance(&realms, &clients, ns, name, |_| true))
                 .collect();
+            let refs = forgotten(&ctx, refs);
             Some((futures::stream::iter(refs), (rx, ctx)))
         }
     })
@@ -243,7 +255,7 @@ fn client_controller(
             if echoes.wrote_secret_version(&ns, &secret.name_any(), rv.as_deref()) {
                 return Vec::new();
             }
-            clients_of_secret(&secret_store, &secret)
+            forgotten(&echoes, clients_of_secret(&secret_store, &secret))
         })
         // A realm's spec change (a grant added or revoked) re-reconciles every client that uses the
         // realm; a change of its status alone (Ready at last, say) only the clients whose last
@@ -253,7 +265,7 @@ fn client_controller(
         .watches_stream(realm_events, move |realm: KeycloakRealm| {
             realm_ctx.others_changed.fetch_add(1, Ordering::Relaxed);
             let all = realm_specs.changed(&realm);
-            clients_of_realm(&store, &realm, |c| all || c.failed_for_current_spec())
+            forgotten(&realm_ctx, clients_of_realm(&store, &realm, |c| all || c.failed_for_current_spec()))
         })
         // The same for an instance: a spec change (grants, URL, credentials) re-reconciles the
         // clients of the realms that use it (found in the caches); a change of its status alone
@@ -265,7 +277,10 @@ fn client_controller(
             instance_ctx.others_changed.fetch_add(1, Ordering::Relaxed);
             let all = instance_specs.changed(&instance);
             let (ns, name) = (instance.namespace().unwrap_or_default(), instance.name_any());
-            clients_of_instance(&realms, &all_clients, &ns, &name, |c| all || c.failed_for_current_spec())
+            forgotten(
+                &instance_ctx,
+                clients_of_instance(&realms, &all_clients, &ns, &name, |c| all || c.failed_for_current_spec()),
+            )
         })
         // A Keycloak that came back (answering again after refusing connections, or restarted since
         // kco last looked) may have lost recent writes: the clients of that instance are reconciled
@@ -279,6 +294,12 @@ fn client_controller(
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
         })
+}
+
+/// `refs`, each read whole at its next reconcile (see `quiet`): something it depends on changed.
+fn forgotten(ctx: &Context, refs: Vec<ObjectRef<GuardedClient>>) -> Vec<ObjectRef<GuardedClient>> {
+    ctx.quiet.forget_all(&refs);
+    refs
 }
 
 /// The KeycloakInstances of the Secret's namespace that use it (admin credentials or CA bundle).

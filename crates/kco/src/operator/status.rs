@@ -19,15 +19,16 @@ use serde_json::{Value, json};
 
 use super::Context;
 
-/// Write `status` unless it equals the current one (ignoring lastUpdated). Returns whether it wrote.
+/// Write `status` unless it equals the current one (ignoring lastUpdated). Returns the
+/// resourceVersion the write left (empty when the answer had none), `None` when it did not write.
 pub async fn write_status(
     ctx: &Context,
     kc: &KeycloakClient,
     status: KeycloakClientStatus,
-) -> Result<bool, kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let current = kc.status.clone().unwrap_or_default();
     let Some(status) = status_to_write(&current, status, &Timestamp::now().to_string()) else {
-        return Ok(false);
+        return Ok(None);
     };
     apply_status_if_changed(ctx, kc, None, &status).await
 }
@@ -67,13 +68,14 @@ fn status_to_write(
 }
 
 /// Write `status` on `obj` (a kco resource) in place of its status, unless it equals `current`.
-/// Returns whether it wrote.
+/// Returns the resourceVersion the write left (empty when the answer had none), `None` when it did
+/// not write.
 pub async fn apply_status_if_changed<K, S>(
     ctx: &Context,
     obj: &K,
     current: Option<&S>,
     status: &S,
-) -> Result<bool, kube::Error>
+) -> Result<Option<String>, kube::Error>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -82,13 +84,13 @@ where
     S: PartialEq + serde::Serialize,
 {
     if current == Some(status) {
-        return Ok(false);
+        return Ok(None);
     }
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = status_patch(&K::kind(&()), status)?;
-    api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let written = api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.count_write("status");
-    Ok(true)
+    Ok(Some(written.resource_version().unwrap_or_default()))
 }
 
 /// The properties of an object in a CRD schema, each with its own (empty for a scalar or a list).

@@ -1,0 +1,183 @@
+//! Quiet resyncs (#11): a KeycloakClient that kco checked whole and found as declared, and that
+//! nothing touched since, is not read again at its resync. "Nothing touched" means: the object is
+//! the version kco last checked (or wrote status to) and no trigger came for it since (its Secret,
+//! realm or instance changed; its Keycloak came back), its realm's admin events show no change that
+//! may concern it (see `kco_engine::drift`), no rotation is due, and its last full check is younger
+//! than `--full-resync`. Without admin events on the realm, every resync reads the client whole, as
+//! before. A check that wrote to Keycloak is not recorded: the next resync reads the client back.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kco_api::{KeycloakClient, Phase};
+use kco_engine::drift::{Feed, Mark};
+use kco_keycloak::KeycloakAdmin;
+use kube::ResourceExt;
+
+/// What a full check that changed nothing leaves for the next resync.
+#[derive(Debug, Clone)]
+pub struct CleanCheck {
+    /// Where the realm's admin events stood when the check started.
+    pub mark: Mark,
+    /// The Keycloak client's internal id, and its service account user when its grants were read.
+    pub client: String,
+    pub user: Option<String>,
+    /// The next rotation the check scheduled, if any: a resync from then on is a full one.
+    pub next_rotation: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct Checked {
+    /// Hash of the object's uid and resourceVersion as checked (or as kco's status write left it).
+    version: u64,
+    at: Instant,
+    check: CleanCheck,
+}
+
+type SharedSlot = Arc<tokio::sync::Mutex<Slot>>;
+
+#[derive(Default)]
+struct Slot {
+    feed: Feed,
+    looked: Option<Instant>,
+}
+
+/// The admin events followed per realm, and the last clean full check per KeycloakClient.
+pub struct Quiet {
+    /// Whether to use admin events at all (`--admin-events`).
+    pub enabled: bool,
+    /// How often a client is read whole whatever the events say (`--full-resync`).
+    pub full_every: Duration,
+    /// How old a realm's last look at its events may be when a resync relies on it.
+    pub look_every: Duration,
+    /// By (Keycloak URL, realm).
+    feeds: std::sync::Mutex<HashMap<(String, String), SharedSlot>>,
+    checked: std::sync::Mutex<HashMap<String, Checked>>,
+}
+
+fn version_of(kc: &KeycloakClient, resource_version: Option<&str>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (kc.uid(), resource_version).hash(&mut h);
+    h.finish()
+}
+
+impl Quiet {
+    /// Events looked at every tenth of the resync (1 s to 30 s), every client read whole every
+    /// `full_every` (at least each resync).
+    pub fn new(enabled: bool, resync: Duration, full_every: Duration) -> Self {
+        Self {
+            enabled,
+            full_every: full_every.max(resync),
+            look_every: (resync / 10).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            feeds: std::sync::Mutex::new(HashMap::new()),
+            checked: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, admin: &KeycloakAdmin, realm: &str) -> Option<SharedSlot> {
+        let mut feeds = self.feeds.lock().ok()?;
+        Some(feeds.entry((admin.base_url().to_string(), realm.to_string())).or_default().clone())
+    }
+
+    /// The realm's feed, looked at again when its last look is older than `look_every`; `None`
+    /// when events are not used, or the look failed (the caller then reads the client whole).
+    async fn looked_at(&self, admin: &KeycloakAdmin, realm: &str) -> Option<tokio::sync::OwnedMutexGuard<Slot>> {
+        if !self.enabled {
+            return None;
+        }
+        let mut slot = self.slot(admin, realm)?.lock_owned().await;
+        if slot.looked.is_none_or(|t| t.elapsed() >= self.look_every) {
+            if let Err(e) = kco_engine::drift::refresh(admin, realm, &mut slot.feed).await {
+                tracing::debug!(realm, error = %e, "could not read the realm's admin events; reading clients whole");
+                return None;
+            }
+            slot.looked = Some(Instant::now());
+        }
+        Some(slot)
+    }
+
+    /// Where realm `realm`'s events stand, for a full check about to start; `None` when they are
+    /// not used (off on the realm, or unreadable).
+    pub async fn mark(&self, admin: &KeycloakAdmin, realm: &str) -> Option<Mark> {
+        let mark = self.looked_at(admin, realm).await?.feed.mark();
+        tracing::debug!(realm, followed = mark.is_some(), "full check starts");
+        mark
+    }
+
+    /// Whether this resync of `kc` (key `ns/name`) may skip Keycloak: see the module comment.
+    /// Returns the next rotation to requeue for.
+    pub async fn is_quiet(
+        &self,
+        key: &str,
+        kc: &KeycloakClient,
+        admin: &KeycloakAdmin,
+        realm: &str,
+        now: Timestamp,
+    ) -> Option<Option<Timestamp>> {
+        if !self.enabled {
+            return None;
+        }
+        let ready = kc.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Ready)
+                && s.observed_generation == kc.metadata.generation
+                && s.realm.as_deref() == Some(realm)
+        });
+        if !ready {
+            return None;
+        }
+        let check = {
+            let checked = self.checked.lock().ok()?;
+            let Some(c) = checked.get(key) else {
+                tracing::debug!(object = key, "full check: none recorded since the last change");
+                return None;
+            };
+            let fresh = c.version == version_of(kc, kc.metadata.resource_version.as_deref())
+                && c.at.elapsed() < self.full_every
+                && c.check.next_rotation.is_none_or(|t| t > now);
+            if !fresh {
+                tracing::debug!(
+                    object = key,
+                    "full check: the object changed, a rotation is due or --full-resync is up"
+                );
+                return None;
+            }
+            c.check.clone()
+        };
+        let slot = self.looked_at(admin, realm).await?;
+        let quiet = slot.feed.quiet_since(check.mark, &check.client, check.user.as_deref());
+        tracing::debug!(object = key, quiet, "resync: admin events since the last full check");
+        quiet.then_some(check.next_rotation)
+    }
+
+    /// A full check of `kc` found everything as declared and wrote nothing to Keycloak; kco's status
+    /// write (if any) left the object at `resource_version`.
+    pub fn record(&self, key: &str, kc: &KeycloakClient, resource_version: Option<&str>, check: CleanCheck) {
+        let version = version_of(kc, resource_version.or(kc.metadata.resource_version.as_deref()));
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.insert(key.to_string(), Checked { version, at: Instant::now(), check });
+        }
+    }
+
+    /// The next reconcile of `key` (`ns/name`) reads the client whole: something it depends on
+    /// changed, it failed, or it is gone.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.remove(key);
+        }
+    }
+
+    /// [`Quiet::forget`] for every object `refs` names.
+    pub fn forget_all<K: kube::Resource>(&self, refs: &[kube::runtime::reflector::ObjectRef<K>]) {
+        if refs.is_empty() {
+            return;
+        }
+        if let Ok(mut checked) = self.checked.lock() {
+            for r in refs {
+                checked.remove(&format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name));
+            }
+        }
+    }
+}

@@ -46,6 +46,9 @@ enum Command {
     Setup {
         #[arg(long)]
         realm: String,
+        /// With admin events on (Keycloak records each Admin API change; kco's resyncs use them).
+        #[arg(long)]
+        admin_events: bool,
     },
     /// Delete Keycloak realm REALM (a missing realm counts as deleted).
     Teardown {
@@ -115,7 +118,7 @@ struct ClientSet {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let out = match Cli::parse().command {
-        Command::Setup { realm } => setup(&realm).await?,
+        Command::Setup { realm, admin_events } => setup(&realm, admin_events).await?,
         Command::Teardown { realm } => teardown(&realm).await?,
         Command::Versions => versions().await?,
         Command::Provision { set, timeout } => provision(&set, Duration::from_secs(timeout)).await?,
@@ -156,9 +159,10 @@ fn requests(registry: &prometheus_client::registry::Registry) -> anyhow::Result<
         .sum::<f64>() as u64)
 }
 
-async fn setup(realm: &str) -> anyhow::Result<Value> {
+async fn setup(realm: &str, admin_events: bool) -> anyhow::Result<Value> {
     let kc = admin(RequestMetrics::default(), Duration::from_secs(60))?;
-    let body = json!({"realm": realm, "enabled": true, "roles": {"realm": [{"name": REALM_ROLE}]}});
+    let body = json!({"realm": realm, "enabled": true, "adminEventsEnabled": admin_events,
+        "roles": {"realm": [{"name": REALM_ROLE}]}});
     match kc.post(&[], &body, "realm").await {
         Ok(_) => {}
         Err(e) if e.kind == kco_keycloak::ErrorKind::Conflict => {}

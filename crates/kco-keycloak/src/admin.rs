@@ -351,6 +351,17 @@ impl KeycloakAdmin {
         serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Decode, format!("GET {kind}"), e.to_string()))
     }
 
+    /// GET, read straight into `T` (only the fields `T` names are kept: a long list costs little).
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        kind: &str,
+    ) -> Result<T, Error> {
+        let (_, _, text) = self.send(Method::GET, segments, query, None, kind).await?;
+        serde_json::from_str(&text).map_err(|e| Error::new(ErrorKind::Decode, format!("GET {kind}"), e.to_string()))
+    }
+
     /// POST; returns the id at the end of the `Location` header when Keycloak sends one, else the body.
     pub async fn post(&self, segments: &[&str], body: &Value, kind: &str) -> Result<PostResult, Error> {
         let (_, headers, text) = self.send(Method::POST, segments, &[], Some(body), kind).await?;

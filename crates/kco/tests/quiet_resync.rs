@@ -1,7 +1,7 @@
 //! Quiet resyncs (#11): in a realm that keeps admin events, a resync reads back only the clients an
 //! event since their last full check may concern. What these tests show against the real Keycloak:
 //! an idle client is not read at its resyncs; a change made by hand to its settings, its roles or its
-//! service account's grants is still reverted at the next resync; a realm without admin events (or
+//! service account's grants is still reverted at the next resync, its deleted Secret made again; a realm without admin events (or
 //! one that turns them off) has every client read at every resync; `--full-resync` reads idle
 //! clients whole anyway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
@@ -85,7 +85,15 @@ async fn an_idle_client_is_not_read_and_a_change_by_hand_is_still_reverted() {
     .await;
     until_quiet(&op, Duration::from_secs(5)).await;
 
-    // 4. Admin events turned off, then a change that leaves no event: every resync reads again, and
+    // 4. Its managed Secret deleted by hand (Kubernetes, no admin event): made again at once.
+    let before = env.secret_data(&ns, "svc-credentials").await.unwrap();
+    env.delete(&ns, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "svc-credentials"}})).await;
+    let again =
+        wait_for("the Secret made again", Duration::from_secs(30), || env.secret_data(&ns, "svc-credentials")).await;
+    assert_eq!(again.get("client-secret"), before.get("client-secret"), "the same secret, read from Keycloak");
+    until_quiet(&op, Duration::from_secs(5)).await;
+
+    // 5. Admin events turned off, then a change that leaves no event: every resync reads again, and
     //    the change is reverted.
     env.keycloak_send(Method::PUT, &format!("{ns}/events/config"), Some(json!({"adminEventsEnabled": false}))).await;
     let mut rep: Value = env.keycloak_get(&path).await.unwrap();

@@ -106,6 +106,7 @@ async fn keycloak_requests_per_create_and_per_resync() {
     assert_eq!(resynced, resync, "Keycloak requests of a resync with nothing to do");
     // That resync found the client as declared and the realm keeps admin events: the next one reads
     // nothing for the client (the realm's look at its events is counted apart, once per realm).
+    let kube_writes = op.kubernetes_writes().await;
     let quiet = wait_for("a second resync", Duration::from_secs(30), || async {
         let (n, requests) = snapshot(&op).await;
         (n == reconciles + 2).then_some(requests)
@@ -113,6 +114,7 @@ async fn keycloak_requests_per_create_and_per_resync() {
     .await;
     let quiet = diff(&quiet, &resynced_all);
     assert_eq!(quiet, counts(&[]), "Keycloak requests of a resync after a clean one, with nothing changed");
+    assert_eq!(op.kubernetes_writes().await, kube_writes, "a quiet resync writes nothing to Kubernetes");
     op.stop().await;
 }
 

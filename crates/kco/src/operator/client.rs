@@ -349,7 +349,8 @@ async fn converge(
     // so), reads nothing (see `quiet`).
     let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
     let now = jiff::Timestamp::now();
-    if let Some(next_rotation) = ctx.quiet.is_quiet(&key, kc, &target.admin, &target.realm_name, now).await {
+    let quiet = ctx.quiet.is_quiet(&key, kc, &ctx.stores.secrets, &target.admin, &target.realm_name, now).await;
+    if let Some(next_rotation) = quiet {
         drop(turn);
         return Ok(Converged { event: None, requeue: until(next_rotation, now), clean: None, quiet: true });
     }
@@ -358,6 +359,7 @@ async fn converge(
     let mut guess = never_created(kc) && ctx.first_create(&kc.uid().unwrap_or_default());
     // Where the realm's admin events stand before anything is read: a check that finds the client
     // as declared is quiet until an event after this concerns it. A create writes anyway.
+    let ticket = ctx.quiet.ticket();
     let mark = if guess { None } else { ctx.quiet.mark(&target.admin, &target.realm_name).await };
     let (desired, mut applied) = loop {
         let existing = if guess { None } else { look_up(ctx, kc, &target).await? };
@@ -398,12 +400,7 @@ async fn converge(
     let creds = client_secret(ctx, kc, secret_of, now).await?;
     drop(turn);
     let wrote = applied.wrote || !applied.changed_fields.is_empty() || creds.event.is_some();
-    let clean = mark.filter(|_| !wrote).map(|mark| CleanCheck {
-        mark,
-        client: applied.internal_id.clone(),
-        user: applied.observed.as_ref().and_then(|o| o.service_account_user.clone()),
-        next_rotation: creds.next_rotation,
-    });
+    let next_rotation = creds.next_rotation;
     facts.last_rotation = creds.last_rotation;
     facts.next_rotation = creds.next_rotation;
     facts.regenerated_generation = Some(creds.regenerated_generation);
@@ -416,6 +413,25 @@ async fn converge(
         endpoints: target.endpoints.clone(),
     };
     let written = publish_secrets(ctx, kc, &target.realm_name, &credentials, facts).await?;
+    // Nothing written to Keycloak, and no Secret elsewhere (their consent is not watched): quiet
+    // until something concerns it (see `quiet`).
+    let remote = facts.remote_secrets.as_ref().is_some_and(|r| !r.is_empty());
+    let clean = mark.filter(|_| !wrote && !remote).map(|mark| CleanCheck {
+        mark,
+        ticket,
+        client: applied.internal_id.clone(),
+        user: applied.observed.as_ref().and_then(|o| o.service_account_user.clone()),
+        others: applied.observed.iter().flat_map(|o| o.client_ids.values().cloned()).collect(),
+        authorization: kco_engine::authz::DesiredAuthz::from_spec(&kc.spec).is_some(),
+        secrets: local_secrets(kc, facts)
+            .into_iter()
+            .map(|(ns, name)| {
+                let rv = super::quiet::secret_version(&ctx.stores.secrets, &ns, &name).unwrap_or_default();
+                (name, rv)
+            })
+            .collect(),
+        next_rotation,
+    });
     if !written.is_empty() && event.is_none() {
         event = Some(("SecretWritten", format!("wrote credentials to Secret {}", written.join(", "))));
     }
@@ -430,6 +446,15 @@ async fn converge(
         requeue = Some(requeue.map_or(soon, |r| r.min(soon)));
     }
     Ok(Converged { event, requeue, clean, quiet: false })
+}
+
+/// The Secrets `kc` writes in its own namespace (namespace, name): the managed one and the local
+/// consumer-format ones.
+fn local_secrets(kc: &KeycloakClient, facts: &StatusFacts) -> Vec<(String, String)> {
+    let own = kc.namespace().unwrap_or_default();
+    let extra = kc.spec.additional_secrets.iter().flatten();
+    let local = extra.filter(|e| e.namespace.as_deref().is_none_or(|ns| ns == own)).map(|e| e.name.clone());
+    facts.secret.iter().cloned().chain(local).map(|name| (own.clone(), name)).collect()
 }
 
 /// How long from `now` until `next` (at least a second), if there is a next.
@@ -742,7 +767,7 @@ async fn find_existing(kc: &KeycloakClient, target: &Target) -> Result<Option<Va
 }
 
 async fn cleanup(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action, ReconcileError> {
-    ctx.quiet.forget(&format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any()));
+    ctx.quiet.gone(&format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any()));
     ctx.create_settled(&kc.uid().unwrap_or_default());
     let ns = kc.namespace().unwrap_or_default();
     // Secrets in other namespaces have no owner reference to collect them: delete them here, like

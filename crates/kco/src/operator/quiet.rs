@@ -12,21 +12,44 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
 use kco_api::{KeycloakClient, Phase};
 use kco_engine::drift::{Feed, Mark};
 use kco_keycloak::KeycloakAdmin;
 use kube::ResourceExt;
+use kube::api::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 /// What a full check that changed nothing leaves for the next resync.
 #[derive(Debug, Clone)]
 pub struct CleanCheck {
     /// Where the realm's admin events stood when the check started.
     pub mark: Mark,
+    /// [`Quiet::ticket`] when the check started: a trigger since then voids it.
+    pub ticket: u64,
     /// The Keycloak client's internal id, and its service account user when its grants were read.
     pub client: String,
     pub user: Option<String>,
+    /// The internal ids of the other clients whose roles its service account is granted.
+    pub others: Vec<String>,
+    /// Whether it has authorization settings.
+    pub authorization: bool,
+    /// The Secrets it writes in its own namespace, with the resourceVersion the Secret cache held
+    /// for each: one changed or gone since is a reason to check whole.
+    pub secrets: Vec<(String, String)>,
     /// The next rotation the check scheduled, if any: a resync from then on is a full one.
     pub next_rotation: Option<Timestamp>,
+}
+
+impl CleanCheck {
+    fn checked(&self) -> kco_engine::drift::Checked<'_> {
+        kco_engine::drift::Checked {
+            client: &self.client,
+            others: self.others.iter().map(String::as_str).collect(),
+            user: self.user.as_deref(),
+            authorization: self.authorization,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -43,6 +66,8 @@ type SharedSlot = Arc<tokio::sync::Mutex<Slot>>;
 struct Slot {
     feed: Feed,
     looked: Option<Instant>,
+    /// The last look failed: until one works, clients are read whole.
+    failed: bool,
 }
 
 /// The admin events followed per realm, and the last clean full check per KeycloakClient.
@@ -55,7 +80,21 @@ pub struct Quiet {
     pub look_every: Duration,
     /// By (Keycloak URL, realm).
     feeds: std::sync::Mutex<HashMap<(String, String), SharedSlot>>,
-    checked: std::sync::Mutex<HashMap<String, Checked>>,
+    checked: std::sync::Mutex<Records>,
+    /// Counts triggers ([`Quiet::forget`]); see [`Quiet::ticket`].
+    triggers: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Records {
+    clean: HashMap<String, Checked>,
+    /// The trigger count at each key's last trigger, until a check that started after it is recorded.
+    triggered: HashMap<String, u64>,
+}
+
+/// The resourceVersion of Secret `ns/name` in the cache, if it is there.
+pub fn secret_version(secrets: &Store<PartialObjectMeta<Secret>>, ns: &str, name: &str) -> Option<String> {
+    secrets.get(&ObjectRef::new(name).within(ns))?.resource_version()
 }
 
 fn version_of(kc: &KeycloakClient, resource_version: Option<&str>) -> u64 {
@@ -73,7 +112,8 @@ impl Quiet {
             full_every: full_every.max(resync),
             look_every: (resync / 10).clamp(Duration::from_secs(1), Duration::from_secs(30)),
             feeds: std::sync::Mutex::new(HashMap::new()),
-            checked: std::sync::Mutex::new(HashMap::new()),
+            checked: std::sync::Mutex::new(Records::default()),
+            triggers: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -90,13 +130,20 @@ impl Quiet {
         }
         let mut slot = self.slot(admin, realm)?.lock_owned().await;
         if slot.looked.is_none_or(|t| t.elapsed() >= self.look_every) {
-            if let Err(e) = kco_engine::drift::refresh(admin, realm, &mut slot.feed).await {
+            // Events must be kept longer than a quiet client may go unread, with room for a look.
+            let keep = i64::try_from(self.full_every.as_secs()).unwrap_or(i64::MAX).saturating_add(600);
+            let looked = kco_engine::drift::refresh(admin, realm, &mut slot.feed, keep).await;
+            // Tried now, whatever came of it: a failing look is tried again after `look_every`, not at
+            // every reconcile (a failed look loses nothing: the next starts from the same place).
+            slot.looked = Some(Instant::now());
+            if let Err(e) = looked {
+                slot.failed = true;
                 tracing::debug!(realm, error = %e, "could not read the realm's admin events; reading clients whole");
                 return None;
             }
-            slot.looked = Some(Instant::now());
+            slot.failed = false;
         }
-        Some(slot)
+        (!slot.failed).then_some(slot)
     }
 
     /// Where realm `realm`'s events stand, for a full check about to start; `None` when they are
@@ -113,6 +160,7 @@ impl Quiet {
         &self,
         key: &str,
         kc: &KeycloakClient,
+        secrets: &Store<PartialObjectMeta<Secret>>,
         admin: &KeycloakAdmin,
         realm: &str,
         now: Timestamp,
@@ -130,7 +178,7 @@ impl Quiet {
         }
         let check = {
             let checked = self.checked.lock().ok()?;
-            let Some(c) = checked.get(key) else {
+            let Some(c) = checked.clean.get(key) else {
                 tracing::debug!(object = key, "full check: none recorded since the last change");
                 return None;
             };
@@ -146,38 +194,70 @@ impl Quiet {
             }
             c.check.clone()
         };
+        // Its Secrets as the check left them (the cache: no request): one edited or deleted since,
+        // even when its event passed by (kco writing it at that moment), is put back.
+        let secrets_as_left = check.secrets.iter().all(|(name, rv)| {
+            let ns = kc.namespace().unwrap_or_default();
+            secret_version(secrets, &ns, name).is_some_and(|now| now == *rv)
+        });
+        if !secrets_as_left {
+            tracing::debug!(object = key, "full check: one of its Secrets changed");
+            return None;
+        }
         let slot = self.looked_at(admin, realm).await?;
-        let quiet = slot.feed.quiet_since(check.mark, &check.client, check.user.as_deref());
+        let quiet = slot.feed.quiet_since(check.mark, &check.checked());
         tracing::debug!(object = key, quiet, "resync: admin events since the last full check");
         quiet.then_some(check.next_rotation)
     }
 
+    /// Taken when a full check starts, and given back with its [`CleanCheck`]: a trigger for the
+    /// object after this (its Secret deleted while the check ran, say) keeps the check from being
+    /// recorded, so the reconcile the trigger queued checks whole.
+    pub fn ticket(&self) -> u64 {
+        self.triggers.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// A full check of `kc` found everything as declared and wrote nothing to Keycloak; kco's status
-    /// write (if any) left the object at `resource_version`.
+    /// write (if any) left the object at `resource_version` (`None`: not written).
     pub fn record(&self, key: &str, kc: &KeycloakClient, resource_version: Option<&str>, check: CleanCheck) {
         let version = version_of(kc, resource_version.or(kc.metadata.resource_version.as_deref()));
         if let Ok(mut checked) = self.checked.lock() {
-            checked.insert(key.to_string(), Checked { version, at: Instant::now(), check });
+            if checked.triggered.get(key).is_some_and(|t| *t > check.ticket) {
+                return;
+            }
+            checked.triggered.remove(key);
+            checked.clean.insert(key.to_string(), Checked { version, at: Instant::now(), check });
         }
     }
 
     /// The next reconcile of `key` (`ns/name`) reads the client whole: something it depends on
-    /// changed, it failed, or it is gone.
+    /// changed, or it failed.
     pub fn forget(&self, key: &str) {
-        if let Ok(mut checked) = self.checked.lock() {
-            checked.remove(key);
-        }
+        self.forget_keys(std::iter::once(key.to_string()));
     }
 
     /// [`Quiet::forget`] for every object `refs` names.
     pub fn forget_all<K: kube::Resource>(&self, refs: &[kube::runtime::reflector::ObjectRef<K>]) {
-        if refs.is_empty() {
-            return;
+        if !refs.is_empty() {
+            self.forget_keys(refs.iter().map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name)));
         }
+    }
+
+    fn forget_keys(&self, keys: impl Iterator<Item = String>) {
+        let n = self.triggers.fetch_add(1, std::sync::atomic::Ordering::SeqCst).wrapping_add(1);
         if let Ok(mut checked) = self.checked.lock() {
-            for r in refs {
-                checked.remove(&format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name));
+            for key in keys {
+                checked.clean.remove(&key);
+                checked.triggered.insert(key, n);
             }
+        }
+    }
+
+    /// The object `key` is gone: nothing of it is kept.
+    pub fn gone(&self, key: &str) {
+        if let Ok(mut checked) = self.checked.lock() {
+            checked.clean.remove(key);
+            checked.triggered.remove(key);
         }
     }
 }

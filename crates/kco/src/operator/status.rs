@@ -88,9 +88,13 @@ where
     }
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = status_patch(&K::kind(&()), status)?;
-    let written = api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let mut written = api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     ctx.count_write("status");
-    Ok(Some(written.resource_version().unwrap_or_default()))
+    // The version the write left stands for the object as this reconcile saw it only when nothing
+    // that starts a reconcile changed meanwhile (a label or annotation set while it ran).
+    super::guarded::compact(written.meta_mut());
+    let same = super::reconcile_worthy(&written) == super::reconcile_worthy(obj);
+    Ok(Some(if same { written.resource_version().unwrap_or_default() } else { String::new() }))
 }
 
 /// The properties of an object in a CRD schema, each with its own (empty for a scalar or a list).

@@ -261,3 +261,80 @@ impl Quiet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(rv: &str) -> KeycloakClient {
+        let mut kc: KeycloakClient = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kco.dev/v1", "kind": "KeycloakClient",
+            "metadata": {"name": "svc", "namespace": "ns", "uid": "u1", "resourceVersion": rv},
+            "spec": {"clientId": "svc", "realmRef": {"name": "realm"}}
+        }))
+        .unwrap();
+        kc.metadata.resource_version = Some(rv.to_string());
+        kc
+    }
+
+    fn check(ticket: u64) -> CleanCheck {
+        let mut feed = Feed::default();
+        feed.start(Instant::now());
+        CleanCheck {
+            mark: feed.mark().unwrap(),
+            ticket,
+            client: "id".into(),
+            user: None,
+            others: vec![],
+            authorization: false,
+            secrets: vec![],
+            next_rotation: None,
+        }
+    }
+
+    fn recorded(quiet: &Quiet, key: &str) -> bool {
+        quiet.checked.lock().is_ok_and(|c| c.clean.contains_key(key))
+    }
+
+    #[test]
+    fn a_trigger_during_a_check_keeps_it_from_being_recorded() {
+        let quiet = Quiet::new(true, Duration::from_secs(60), Duration::from_secs(3600));
+        let kc = client("1");
+        let ticket = quiet.ticket();
+        quiet.forget("ns/svc"); // its Secret deleted while the check ran
+        quiet.record("ns/svc", &kc, None, check(ticket));
+        assert!(!recorded(&quiet, "ns/svc"), "the reconcile the trigger queued must check whole");
+        quiet.forget("ns/other");
+        let ticket = quiet.ticket();
+        quiet.record("ns/svc", &kc, None, check(ticket));
+        assert!(recorded(&quiet, "ns/svc"), "a check that started after the trigger counts");
+        quiet.forget_all(&[kube::runtime::reflector::ObjectRef::<KeycloakClient>::new("svc").within("ns")]);
+        assert!(!recorded(&quiet, "ns/svc"), "forget_all names objects as ns/name");
+        quiet.gone("ns/svc");
+        assert!(
+            quiet.checked.lock().is_ok_and(|c| !c.triggered.contains_key("ns/svc")),
+            "nothing kept of a gone object"
+        );
+    }
+
+    #[test]
+    fn the_version_checked_is_the_one_kco_wrote_or_read() {
+        let quiet = Quiet::new(true, Duration::from_secs(60), Duration::from_secs(3600));
+        let kc = client("1");
+        quiet.record("ns/svc", &kc, Some("2"), check(quiet.ticket()));
+        let version = quiet.checked.lock().ok().and_then(|c| c.clean.get("ns/svc").map(|c| c.version));
+        assert_eq!(version, Some(version_of(&client("2"), Some("2"))), "the status write's version");
+        quiet.record("ns/svc", &kc, None, check(quiet.ticket()));
+        let version = quiet.checked.lock().ok().and_then(|c| c.clean.get("ns/svc").map(|c| c.version));
+        assert_eq!(version, Some(version_of(&kc, Some("1"))), "not written: the version read");
+        assert_ne!(version_of(&kc, Some("1")), version_of(&kc, Some("3")));
+    }
+
+    #[test]
+    fn full_every_is_at_least_the_resync_and_looks_come_every_tenth_of_it_within_1s_to_30s() {
+        let q = Quiet::new(true, Duration::from_secs(300), Duration::from_secs(60));
+        assert_eq!((q.full_every, q.look_every), (Duration::from_secs(300), Duration::from_secs(30)));
+        let q = Quiet::new(true, Duration::from_secs(2), Duration::from_secs(3600));
+        assert_eq!(q.look_every, Duration::from_secs(1));
+    }
+}

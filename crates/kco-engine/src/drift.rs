@@ -37,16 +37,28 @@ pub const MAX_TRACKED: usize = 20_000;
 /// them would be changes it never sees.
 pub const MIN_EXPIRATION_SECS: i64 = 3_600;
 
+/// A Keycloak id (a client's or a user's) as the feed keeps it: a hash, 8 bytes whatever the id. Two
+/// ids with the same hash only make one look changed when the other is: a read too many.
+pub type Id = u64;
+
+/// The [`Id`] of a Keycloak id.
+pub fn id(s: &str) -> Id {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
 /// What a full check of one KeycloakClient read, as far as events go.
 #[derive(Debug, Default)]
 pub struct Checked<'a> {
     /// The client's internal id.
-    pub client: &'a str,
+    pub client: Id,
     /// The internal ids of the other clients whose roles its service account is granted (a
     /// rename of one of them changes what the grants name).
-    pub others: Vec<&'a str>,
+    pub others: &'a [Id],
     /// Its service account user, when the check read its grants.
-    pub user: Option<&'a str>,
+    pub user: Option<Id>,
     /// Whether it has authorization settings (user policies name users).
     pub authorization: bool,
 }
@@ -76,10 +88,10 @@ pub struct Feed {
     newest_at: Option<Instant>,
     /// Ids (with times) of the events within [`OVERLAP_MS`] of the newest: the next look lists them
     /// again.
-    seen: HashMap<String, i64>,
+    seen: HashMap<EventKey, i64>,
     /// The look that last saw an event concerning this client (internal id) or user (id).
-    clients: HashMap<String, u64>,
-    users: HashMap<String, u64>,
+    clients: HashMap<Id, u64>,
+    users: HashMap<Id, u64>,
     /// The look that last saw an event that may concern any client.
     realm_wide: u64,
     /// The look that last saw a user deleted: it leaves that user's authorization policies.
@@ -170,9 +182,9 @@ impl Feed {
             && mark.epoch == self.epoch
             && self.realm_wide <= mark.seq
             && (!checked.authorization || self.users_deleted <= mark.seq)
-            && before(self.clients.get(checked.client))
-            && checked.others.iter().all(|c| before(self.clients.get(*c)))
-            && checked.user.is_none_or(|u| before(self.users.get(u)))
+            && before(self.clients.get(&checked.client))
+            && checked.others.iter().all(|c| before(self.clients.get(c)))
+            && checked.user.is_none_or(|u| before(self.users.get(&u)))
     }
 
     /// The realm keeps no usable record (any more): every mark taken so far is void.
@@ -249,21 +261,21 @@ impl Feed {
                 self.realm_wide = seq;
                 continue;
             };
-            let id = event_key(event, time);
-            if self.seen.contains_key(&id) {
+            let key = event_key(event, time);
+            if self.seen.contains_key(&key) {
                 continue;
             }
             newest = newest.max(time);
-            self.seen.insert(id, time);
+            self.seen.insert(key, time);
             match concerns(event) {
                 Concerns::Client(c) => {
-                    self.clients.insert(c.to_string(), seq);
+                    self.clients.insert(id(c), seq);
                 }
                 Concerns::User(u) => {
-                    self.users.insert(u.to_string(), seq);
+                    self.users.insert(id(u), seq);
                 }
                 Concerns::UserDeleted(u) => {
-                    self.users.insert(u.to_string(), seq);
+                    self.users.insert(id(u), seq);
                     self.users_deleted = seq;
                 }
                 Concerns::Realm => self.realm_wide = seq,
@@ -296,15 +308,36 @@ pub struct Look {
 }
 
 /// What tells an event from another: its id, or (Keycloak without ids) its time, operation and path.
-fn event_key(event: &AdminEvent, time: i64) -> String {
+fn event_key(event: &AdminEvent, time: i64) -> EventKey {
     match &event.id {
-        Some(id) => id.clone(),
-        None => format!(
+        Some(id) => uuid_bits(id).map_or_else(|| EventKey::Other(id.clone()), EventKey::Uuid),
+        None => EventKey::Other(format!(
             "{time}|{}|{}",
             event.operation_type.as_deref().unwrap_or_default(),
             event.resource_path.as_deref().unwrap_or_default()
-        ),
+        )),
     }
+}
+
+/// An event's identity as [`Feed`] remembers it: Keycloak's ids are UUIDs, kept as their 16 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum EventKey {
+    Uuid(u128),
+    Other(String),
+}
+
+/// The 128 bits of a UUID written the usual way (32 hex digits, dashes anywhere), else `None`.
+fn uuid_bits(s: &str) -> Option<u128> {
+    let mut bits: u128 = 0;
+    let mut digits = 0;
+    for c in s.chars() {
+        if c == '-' {
+            continue;
+        }
+        bits = bits.checked_mul(16)?.checked_add(u128::from(c.to_digit(16)?))?;
+        digits += 1;
+    }
+    (digits == 32).then_some(bits)
 }
 
 /// One look at realm `realm`'s record: whether it keeps admin events, and the events since the last
@@ -393,29 +426,33 @@ mod tests {
         assert_eq!(feed.next_from(later), Some(1_000), "settled: only the newest is listed again");
         let look = feed.look(later);
         feed.take(&look, &[ev("0", 1_000, "CREATE", "clients/a")]);
-        assert!(feed.seen.contains_key("0"), "the newest is still known, so listing it again is no change");
+        assert!(
+            feed.seen.contains_key(&EventKey::Other("0".into())),
+            "the newest is still known, so listing it again is no change"
+        );
         let look = feed.look(later);
         feed.take(&look, &[ev("5", 95_000, "CREATE", "clients/b")]);
         assert_eq!(feed.next_from(later), Some(95_000 - OVERLAP_MS), "a new newest: look back again for a minute");
     }
 
     fn q(feed: &Feed, mark: Mark, client: &str, user: Option<&str>) -> bool {
-        feed.quiet_since(mark, &Checked { client, user, ..Default::default() })
+        feed.quiet_since(mark, &Checked { client: id(client), user: user.map(id), ..Default::default() })
     }
 
     #[test]
     fn a_rename_of_a_client_whose_roles_are_granted_and_a_deleted_user_concern_who_depends_on_them() {
         let (mut feed, mark) = started();
         take(&mut feed, &[ev("1", 1_100, "UPDATE", "clients/granting")], true);
-        let plain = Checked { client: "a", ..Default::default() };
-        let granted = Checked { client: "a", others: vec!["granting"], ..Default::default() };
+        let plain = Checked { client: id("a"), ..Default::default() };
+        let granting = [id("granting")];
+        let granted = Checked { client: id("a"), others: &granting, ..Default::default() };
         assert!(feed.quiet_since(mark, &plain));
         assert!(!feed.quiet_since(mark, &granted), "its grants name that client's roles");
 
         let (mut feed, mark) = started();
         take(&mut feed, &[ev("1", 1_100, "DELETE", "users/someone")], true);
         assert!(feed.quiet_since(mark, &plain), "an ordinary user deleted concerns no plain client");
-        let authz = Checked { client: "a", authorization: true, ..Default::default() };
+        let authz = Checked { client: id("a"), authorization: true, ..Default::default() };
         assert!(!feed.quiet_since(mark, &authz), "its user policies may have named that user");
     }
 
@@ -424,6 +461,22 @@ mod tests {
         start(&mut feed, &[ev("0", 1_000, "CREATE", "clients/a")]);
         let mark = feed.mark().unwrap();
         (feed, mark)
+    }
+
+    #[test]
+    fn event_ids_that_are_uuids_are_kept_as_their_bits_and_others_as_they_are() {
+        let k = |id: &str| event_key(&ev(id, 1, "UPDATE", "clients/a"), 1);
+        assert_eq!(k("81e5c63f-cdf2-4785-952b-a69508b0b596"), EventKey::Uuid(0x81e5c63f_cdf2_4785_952b_a69508b0b596));
+        assert_eq!(k("81E5C63FCDF24785952BA69508B0B596"), k("81e5c63f-cdf2-4785-952b-a69508b0b596"));
+        assert_eq!(k("81e5c63f-cdf2"), EventKey::Other("81e5c63f-cdf2".into()));
+        assert_eq!(
+            k("ü81e5c63f-cdf2-4785-952b-a69508b0b596"),
+            EventKey::Other("ü81e5c63f-cdf2-4785-952b-a69508b0b596".into())
+        );
+        assert_eq!(
+            k("81e5c63f-cdf2-4785-952b-a69508b0b5961"),
+            EventKey::Other("81e5c63f-cdf2-4785-952b-a69508b0b5961".into())
+        );
     }
 
     #[test]
@@ -597,7 +650,7 @@ mod tests {
             &[ev("old", 1_000, "UPDATE", "clients/a"), ev("new", 1_000 + 2 * OVERLAP_MS, "UPDATE", "clients/a")],
             true,
         );
-        assert!(!feed.seen.contains_key("old"));
-        assert!(feed.seen.contains_key("new"));
+        assert!(!feed.seen.contains_key(&EventKey::Other("old".into())));
+        assert!(feed.seen.contains_key(&EventKey::Other("new".into())));
     }
 }

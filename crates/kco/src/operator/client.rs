@@ -419,17 +419,11 @@ async fn converge(
     let clean = mark.filter(|_| !wrote && !remote).map(|mark| CleanCheck {
         mark,
         ticket,
-        client: applied.internal_id.clone(),
-        user: applied.observed.as_ref().and_then(|o| o.service_account_user.clone()),
-        others: applied.observed.iter().flat_map(|o| o.client_ids.values().cloned()).collect(),
+        client: kco_engine::drift::id(&applied.internal_id),
+        user: applied.observed.as_ref().and_then(|o| o.service_account_user.as_deref()).map(kco_engine::drift::id),
+        others: applied.observed.iter().flat_map(|o| o.client_ids.values()).map(|c| kco_engine::drift::id(c)).collect(),
         authorization: kco_engine::authz::DesiredAuthz::from_spec(&kc.spec).is_some(),
-        secrets: local_secrets(kc, facts)
-            .into_iter()
-            .map(|(ns, name)| {
-                let rv = super::quiet::secret_version(&ctx.stores.secrets, &ns, &name).unwrap_or_default();
-                (name, rv)
-            })
-            .collect(),
+        secrets: super::quiet::secrets_version(kc, &ctx.stores.secrets),
         next_rotation,
     });
     if !written.is_empty() && event.is_none() {
@@ -446,15 +440,6 @@ async fn converge(
         requeue = Some(requeue.map_or(soon, |r| r.min(soon)));
     }
     Ok(Converged { event, requeue, clean, quiet: false })
-}
-
-/// The Secrets `kc` writes in its own namespace (namespace, name): the managed one and the local
-/// consumer-format ones.
-fn local_secrets(kc: &KeycloakClient, facts: &StatusFacts) -> Vec<(String, String)> {
-    let own = kc.namespace().unwrap_or_default();
-    let extra = kc.spec.additional_secrets.iter().flatten();
-    let local = extra.filter(|e| e.namespace.as_deref().is_none_or(|ns| ns == own)).map(|e| e.name.clone());
-    facts.secret.iter().cloned().chain(local).map(|name| (own.clone(), name)).collect()
 }
 
 /// How long from `now` until `next` (at least a second), if there is a next.

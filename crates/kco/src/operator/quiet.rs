@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kco_api::{KeycloakClient, Phase};
-use kco_engine::drift::{Feed, Mark};
+use kco_engine::drift::{Feed, Id, Mark};
 use kco_keycloak::KeycloakAdmin;
 use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
@@ -28,15 +28,15 @@ pub struct CleanCheck {
     /// [`Quiet::ticket`] when the check started: a trigger since then voids it.
     pub ticket: u64,
     /// The Keycloak client's internal id, and its service account user when its grants were read.
-    pub client: String,
-    pub user: Option<String>,
+    pub client: Id,
+    pub user: Option<Id>,
     /// The internal ids of the other clients whose roles its service account is granted.
-    pub others: Vec<String>,
+    pub others: Vec<Id>,
     /// Whether it has authorization settings.
     pub authorization: bool,
-    /// The Secrets it writes in its own namespace, with the resourceVersion the Secret cache held
-    /// for each: one changed or gone since is a reason to check whole.
-    pub secrets: Vec<(String, String)>,
+    /// The Secrets it writes in its own namespace as the Secret cache held them (see
+    /// [`secrets_version`]): one changed or gone since is a reason to check whole.
+    pub secrets: Option<u64>,
     /// The next rotation the check scheduled, if any: a resync from then on is a full one.
     pub next_rotation: Option<Timestamp>,
 }
@@ -44,9 +44,9 @@ pub struct CleanCheck {
 impl CleanCheck {
     fn checked(&self) -> kco_engine::drift::Checked<'_> {
         kco_engine::drift::Checked {
-            client: &self.client,
-            others: self.others.iter().map(String::as_str).collect(),
-            user: self.user.as_deref(),
+            client: self.client,
+            others: &self.others,
+            user: self.user,
             authorization: self.authorization,
         }
     }
@@ -87,14 +87,31 @@ pub struct Quiet {
 
 #[derive(Default)]
 struct Records {
-    clean: HashMap<String, Checked>,
+    /// By [`key_id`] of `ns/name` (8 bytes a key; two keys with one hash only cost a read).
+    clean: HashMap<u64, Checked>,
     /// The trigger count at each key's last trigger, until a check that started after it is recorded.
-    triggered: HashMap<String, u64>,
+    triggered: HashMap<u64, u64>,
 }
 
-/// The resourceVersion of Secret `ns/name` in the cache, if it is there.
-pub fn secret_version(secrets: &Store<PartialObjectMeta<Secret>>, ns: &str, name: &str) -> Option<String> {
-    secrets.get(&ObjectRef::new(name).within(ns))?.resource_version()
+/// The Secrets `kc` writes in its own namespace (the managed one when `manageSecret`, the local
+/// consumer-format ones) as the Secret cache holds them: a hash of their names and
+/// resourceVersions, `None` when one is not in the cache.
+pub fn secrets_version(kc: &KeycloakClient, secrets: &Store<PartialObjectMeta<Secret>>) -> Option<u64> {
+    let own = kc.namespace().unwrap_or_default();
+    let managed = kc.spec.manage_secret.then(|| kc.secret_name());
+    let extra = kc.spec.additional_secrets.iter().flatten();
+    let local = extra.filter(|e| e.namespace.as_deref().is_none_or(|ns| ns == own)).map(|e| e.name.clone());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for name in managed.into_iter().chain(local) {
+        let rv = secrets.get(&ObjectRef::new(&name).within(&own))?.resource_version();
+        (name, rv).hash(&mut h);
+    }
+    Some(h.finish())
+}
+
+/// The key of `ns/name` in [`Records`].
+fn key_id(key: &str) -> u64 {
+    kco_engine::drift::id(key)
 }
 
 fn version_of(kc: &KeycloakClient, resource_version: Option<&str>) -> u64 {
@@ -178,7 +195,7 @@ impl Quiet {
         }
         let check = {
             let checked = self.checked.lock().ok()?;
-            let Some(c) = checked.clean.get(key) else {
+            let Some(c) = checked.clean.get(&key_id(key)) else {
                 tracing::debug!(object = key, "full check: none recorded since the last change");
                 return None;
             };
@@ -196,11 +213,7 @@ impl Quiet {
         };
         // Its Secrets as the check left them (the cache: no request): one edited or deleted since,
         // even when its event passed by (kco writing it at that moment), is put back.
-        let secrets_as_left = check.secrets.iter().all(|(name, rv)| {
-            let ns = kc.namespace().unwrap_or_default();
-            secret_version(secrets, &ns, name).is_some_and(|now| now == *rv)
-        });
-        if !secrets_as_left {
+        if check.secrets.is_none() || secrets_version(kc, secrets) != check.secrets {
             tracing::debug!(object = key, "full check: one of its Secrets changed");
             return None;
         }
@@ -222,11 +235,12 @@ impl Quiet {
     pub fn record(&self, key: &str, kc: &KeycloakClient, resource_version: Option<&str>, check: CleanCheck) {
         let version = version_of(kc, resource_version.or(kc.metadata.resource_version.as_deref()));
         if let Ok(mut checked) = self.checked.lock() {
-            if checked.triggered.get(key).is_some_and(|t| *t > check.ticket) {
+            let key = key_id(key);
+            if checked.triggered.get(&key).is_some_and(|t| *t > check.ticket) {
                 return;
             }
-            checked.triggered.remove(key);
-            checked.clean.insert(key.to_string(), Checked { version, at: Instant::now(), check });
+            checked.triggered.remove(&key);
+            checked.clean.insert(key, Checked { version, at: Instant::now(), check });
         }
     }
 
@@ -247,6 +261,7 @@ impl Quiet {
         let n = self.triggers.fetch_add(1, std::sync::atomic::Ordering::SeqCst).wrapping_add(1);
         if let Ok(mut checked) = self.checked.lock() {
             for key in keys {
+                let key = key_id(&key);
                 checked.clean.remove(&key);
                 checked.triggered.insert(key, n);
             }
@@ -256,8 +271,8 @@ impl Quiet {
     /// The object `key` is gone: nothing of it is kept.
     pub fn gone(&self, key: &str) {
         if let Ok(mut checked) = self.checked.lock() {
-            checked.clean.remove(key);
-            checked.triggered.remove(key);
+            checked.clean.remove(&key_id(key));
+            checked.triggered.remove(&key_id(key));
         }
     }
 }
@@ -283,17 +298,17 @@ mod tests {
         CleanCheck {
             mark: feed.mark().unwrap(),
             ticket,
-            client: "id".into(),
+            client: 1,
             user: None,
             others: vec![],
             authorization: false,
-            secrets: vec![],
+            secrets: Some(0),
             next_rotation: None,
         }
     }
 
     fn recorded(quiet: &Quiet, key: &str) -> bool {
-        quiet.checked.lock().is_ok_and(|c| c.clean.contains_key(key))
+        quiet.checked.lock().is_ok_and(|c| c.clean.contains_key(&key_id(key)))
     }
 
     #[test]
@@ -312,7 +327,7 @@ mod tests {
         assert!(!recorded(&quiet, "ns/svc"), "forget_all names objects as ns/name");
         quiet.gone("ns/svc");
         assert!(
-            quiet.checked.lock().is_ok_and(|c| !c.triggered.contains_key("ns/svc")),
+            quiet.checked.lock().is_ok_and(|c| !c.triggered.contains_key(&key_id("ns/svc"))),
             "nothing kept of a gone object"
         );
     }
@@ -322,10 +337,10 @@ mod tests {
         let quiet = Quiet::new(true, Duration::from_secs(60), Duration::from_secs(3600));
         let kc = client("1");
         quiet.record("ns/svc", &kc, Some("2"), check(quiet.ticket()));
-        let version = quiet.checked.lock().ok().and_then(|c| c.clean.get("ns/svc").map(|c| c.version));
+        let version = quiet.checked.lock().ok().and_then(|c| c.clean.get(&key_id("ns/svc")).map(|c| c.version));
         assert_eq!(version, Some(version_of(&client("2"), Some("2"))), "the status write's version");
         quiet.record("ns/svc", &kc, None, check(quiet.ticket()));
-        let version = quiet.checked.lock().ok().and_then(|c| c.clean.get("ns/svc").map(|c| c.version));
+        let version = quiet.checked.lock().ok().and_then(|c| c.clean.get(&key_id("ns/svc")).map(|c| c.version));
         assert_eq!(version, Some(version_of(&kc, Some("1"))), "not written: the version read");
         assert_ne!(version_of(&kc, Some("1")), version_of(&kc, Some("3")));
     }

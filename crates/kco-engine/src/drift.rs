@@ -296,6 +296,16 @@ impl Feed {
             self.users.clear();
             self.realm_wide = seq;
         }
+        // A burst's thousands of events leave no table sized for them behind.
+        if self.seen.capacity() > self.seen.len().saturating_mul(4).saturating_add(64) {
+            self.seen.shrink_to_fit();
+        }
+        if self.clients.capacity() > self.clients.len().saturating_mul(4).saturating_add(64) {
+            self.clients.shrink_to_fit();
+        }
+        if self.users.capacity() > self.users.len().saturating_mul(4).saturating_add(64) {
+            self.users.shrink_to_fit();
+        }
     }
 }
 

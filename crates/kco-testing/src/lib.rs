@@ -330,6 +330,12 @@ impl Env {
         assert!(resp.status().is_success(), "create realm {realm}: {}", resp.status());
     }
 
+    /// The names of the realm roles user `user` of `realm` is granted directly.
+    pub async fn realm_roles_of(&self, realm: &str, user: &str) -> Vec<String> {
+        let granted = self.keycloak_get(&format!("{realm}/users/{user}/role-mappings/realm")).await.unwrap();
+        granted.as_array().unwrap().iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect()
+    }
+
     /// Keycloak's admin events of `realm` as (operation, resource type, resource path).
     pub async fn admin_events(&self, realm: &str) -> Vec<(String, String, String)> {
         let v = self.keycloak_get(&format!("{realm}/admin-events?max=1000000")).await.unwrap();

@@ -34,9 +34,18 @@ async fn until_quiet(op: &Operator, window: Duration) {
     .await;
 }
 
-async fn realm_roles_of(env: &Env, realm: &str, user: &str) -> Vec<String> {
-    let granted = env.keycloak_get(&format!("{realm}/users/{user}/role-mappings/realm")).await.unwrap();
-    granted.as_array().unwrap().iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect()
+/// Turn on the client's direct access grants by hand (the spec says off), and wait until kco has
+/// turned them off again.
+async fn drift_and_wait_reverted(env: &Env, path: &str, what: &str) {
+    let mut rep: Value = env.keycloak_get(path).await.unwrap();
+    assert_eq!(rep["directAccessGrantsEnabled"], false);
+    rep["directAccessGrantsEnabled"] = json!(true);
+    env.keycloak_send(Method::PUT, path, Some(rep)).await;
+    wait_for(what, Duration::from_secs(30), || async {
+        let rep = env.keycloak_get(path).await?;
+        (rep["directAccessGrantsEnabled"] == false).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -54,15 +63,7 @@ async fn an_idle_client_is_not_read_and_a_change_by_hand_is_still_reverted() {
     until_quiet(&op, Duration::from_secs(5)).await;
 
     // 1. A setting the spec manages, changed in the console.
-    let mut rep: Value = env.keycloak_get(&path).await.unwrap();
-    assert_eq!(rep["directAccessGrantsEnabled"], false);
-    rep["directAccessGrantsEnabled"] = json!(true);
-    env.keycloak_send(Method::PUT, &path, Some(rep)).await;
-    wait_for("the setting reverted", Duration::from_secs(30), || async {
-        let rep = env.keycloak_get(&path).await?;
-        (rep["directAccessGrantsEnabled"] == false).then_some(())
-    })
-    .await;
+    drift_and_wait_reverted(&env, &path, "the setting reverted").await;
     until_quiet(&op, Duration::from_secs(5)).await;
 
     // 2. The service account's realm role, revoked by hand.
@@ -70,9 +71,9 @@ async fn an_idle_client_is_not_read_and_a_change_by_hand_is_still_reverted() {
         env.keycloak_get(&format!("{path}/service-account-user")).await.unwrap()["id"].as_str().unwrap().to_string();
     let role = env.keycloak_get(&format!("{ns}/roles/{AUDIT_REALM_ROLE}")).await.unwrap();
     env.keycloak_send(Method::DELETE, &format!("{ns}/users/{user}/role-mappings/realm"), Some(json!([role]))).await;
-    assert!(!realm_roles_of(&env, &ns, &user).await.contains(&AUDIT_REALM_ROLE.to_string()));
+    assert!(!env.realm_roles_of(&ns, &user).await.contains(&AUDIT_REALM_ROLE.to_string()));
     wait_for("the grant made again", Duration::from_secs(30), || async {
-        realm_roles_of(&env, &ns, &user).await.contains(&AUDIT_REALM_ROLE.to_string()).then_some(())
+        env.realm_roles_of(&ns, &user).await.contains(&AUDIT_REALM_ROLE.to_string()).then_some(())
     })
     .await;
     until_quiet(&op, Duration::from_secs(5)).await;
@@ -96,14 +97,7 @@ async fn an_idle_client_is_not_read_and_a_change_by_hand_is_still_reverted() {
     // 5. Admin events turned off, then a change that leaves no event: every resync reads again, and
     //    the change is reverted.
     env.keycloak_send(Method::PUT, &format!("{ns}/events/config"), Some(json!({"adminEventsEnabled": false}))).await;
-    let mut rep: Value = env.keycloak_get(&path).await.unwrap();
-    rep["directAccessGrantsEnabled"] = json!(true);
-    env.keycloak_send(Method::PUT, &path, Some(rep)).await;
-    wait_for("the setting reverted without events", Duration::from_secs(30), || async {
-        let rep = env.keycloak_get(&path).await?;
-        (rep["directAccessGrantsEnabled"] == false).then_some(())
-    })
-    .await;
+    drift_and_wait_reverted(&env, &path, "the setting reverted without events").await;
     assert!(reads_over(&op, Duration::from_secs(5)).await >= 2, "without admin events every resync reads the client");
     env.wait_phase(&ns, "svc", "Ready", Duration::from_secs(30)).await;
     op.stop().await;

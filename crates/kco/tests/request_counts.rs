@@ -122,8 +122,7 @@ async fn keycloak_requests_per_create_and_per_resync() {
 async fn service_account_grants(env: &Env, realm: &str, id: &str) -> (String, Vec<String>) {
     let user = env.keycloak_get(&format!("{realm}/clients/{id}/service-account-user")).await.unwrap();
     let user = user["id"].as_str().unwrap().to_string();
-    let granted = env.keycloak_get(&format!("{realm}/users/{user}/role-mappings/realm")).await.unwrap();
-    let names = granted.as_array().unwrap().iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect();
+    let names = env.realm_roles_of(realm, &user).await;
     (user, names)
 }
 

@@ -348,11 +348,11 @@ async fn converge(
     // A resync of a client checked whole since, that nothing touched (its realm's admin events say
     // so), reads nothing (see `quiet`).
     let key = format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any());
-    let now = jiff::Timestamp::now();
-    let quiet = ctx.quiet.is_quiet(&key, kc, &ctx.stores.secrets, &target.admin, &target.realm_name, now).await;
+    let at = jiff::Timestamp::now();
+    let quiet = ctx.quiet.is_quiet(&key, kc, &ctx.stores.secrets, &target.admin, &target.realm_name, at).await;
     if let Some(next_rotation) = quiet {
         drop(turn);
-        return Ok(Converged { event: None, requeue: until(next_rotation, now), clean: None, quiet: true });
+        return Ok(Converged { event: None, requeue: until(next_rotation, at), clean: None, quiet: true });
     }
     // Create at once when kco never tried before; otherwise, or when that create is refused, look
     // the client up first (see `never_created`).
@@ -387,6 +387,7 @@ async fn converge(
     }
     let mut event = applied.event(kc, &target.realm_name);
 
+    let now = jiff::Timestamp::now();
     let rep = applied.observed.as_ref().map(|o| &o.representation);
     // A secret read with the client is only current if this reconcile did not change the client.
     let current = applied.observed.as_ref().filter(|_| !applied.wrote).and_then(|o| o.secret.clone());

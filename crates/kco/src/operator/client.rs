@@ -97,6 +97,7 @@ async fn reconcile_object(
     .await;
     let label = if result.is_ok() { "ok" } else { "error" };
     ctx.reconciles.get_or_create(&ResultLabel { result: label.into() }).inc();
+    ctx.finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if result.is_ok()
         && let Ok(mut f) = ctx.failures.lock()
     {
@@ -133,6 +134,7 @@ async fn malformed(obj: &GuardedClient, why: &str, ctx: &Context) -> Result<Acti
 /// bug report; the operator keeps serving every other object. Retried at resync or on change.
 async fn internal_error(obj: &GuardedClient, panic: &str, ctx: &Context) -> Result<Action, ReconcileError> {
     ctx.reconciles.get_or_create(&ResultLabel { result: "panic".into() }).inc();
+    ctx.finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let message = format!(

@@ -100,6 +100,8 @@ pub struct Context {
     /// Writes kco makes to the Kubernetes API, by kind (status, secret, event, finalizer).
     pub kube_writes: Family<KindLabel, Counter>,
     pub reconciles: Family<ResultLabel, Counter>,
+    /// KeycloakClient reconciles finished, whatever their result (what `trim` watches for bursts).
+    pub finished: Arc<std::sync::atomic::AtomicU64>,
     /// Admin API client per KeycloakInstance (`ns/name`), rebuilt when its URL or credentials change.
     pub admins: Mutex<HashMap<String, super::resolve::CachedAdmin>>,
     /// Consecutive failures per KeycloakClient, for backoff.
@@ -203,6 +205,7 @@ impl Context {
             keycloak_metrics,
             kube_writes,
             reconciles,
+            finished: Arc::default(),
             admins: Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
             gates: super::gate::Gates::new(per_instance),

@@ -14,6 +14,7 @@ mod rejected;
 mod resolve;
 mod secret;
 mod status;
+mod trim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let elector = leader::Elector::new(&leader_client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
     let http = tokio::spawn(crate::http::serve(args.metrics_addr, Arc::new(registry), ready.clone()));
+    let trim = tokio::spawn(trim::run(ctx.finished.clone()));
     if let Some(elector) = &elector {
         // A standby is Ready (it serves and can take over), so rollouts and the PDB count it;
         // who leads is the kco_leader metric. Without election, ready waits for the watches.
@@ -157,6 +159,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     http.abort();
+    trim.abort();
     result?;
     tracing::info!("kco operator stopped");
     Ok(())

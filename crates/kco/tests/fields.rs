@@ -387,7 +387,11 @@ async fn record_phases(env: &Env, ns: &str, name: &str) -> std::sync::Arc<std::s
 
 #[tokio::test]
 async fn phases_tell_creation_and_update_apart_and_idle_resyncs_write_none() {
-    let (env, ns, op) = setup("phases").await;
+    let env = Env::connect().await;
+    let ns = env.namespace("phases").await;
+    env.keycloak_setup(&ns, &ns).await;
+    // --progress-after 0s: every create and update says so first, however quick.
+    let op = Operator::start(KCO, &ns, &["--resync", "2s", "--progress-after", "0s"]).await;
     let phases = record_phases(&env, &ns, "web").await;
     let spec = |url: &str| json!({"clientId": "web", "realmRef": {"name": "realm"}, "adminUrl": url});
     converge(&env, &ns, "web", spec("https://a.example.com")).await;

@@ -55,7 +55,9 @@ async fn keycloak_requests_per_create_and_per_resync() {
     let ns = env.namespace("rq").await;
     env.audited_realm(&ns).await;
     env.keycloak_setup(&ns, &ns).await;
-    let op = Operator::start(KCO, &ns, &["--resync", "5s"]).await;
+    // --progress-after 1m: no create here takes that long, so none says Provisioning first.
+    let op = Operator::start(KCO, &ns, &["--resync", "5s", "--progress-after", "1m"]).await;
+    let status_writes = || op.counter("kco_kubernetes_writes", &[("kind", "status")]);
     // The realm and instance first: their becoming Ready re-reconciles every client of theirs.
     wait_for("KeycloakInstance reachable and KeycloakRealm Ready", Duration::from_secs(30), || async {
         let instance = env.get(&ns, "kco.dev/v1", "KeycloakInstance", "local").await?;
@@ -65,6 +67,7 @@ async fn keycloak_requests_per_create_and_per_resync() {
     .await;
     let (none, before) = snapshot(&op).await;
     assert_eq!((none, before.values().sum::<u64>()), (0, 0), "no client yet");
+    let statuses_before = status_writes().await;
     env.apply(&ns, audited_client("svc")).await;
     env.wait_phase(&ns, "svc", "Ready", Duration::from_secs(120)).await;
     // Settled: no request counted for a second (a reconcile that follows the create is over).
@@ -94,6 +97,7 @@ async fn keycloak_requests_per_create_and_per_resync() {
         ("GET role-mapping", 1), // its service account's realm roles (the user is remembered)
     ]);
     assert_eq!(created, create, "Keycloak requests to create the client");
+    assert_eq!(status_writes().await - statuses_before, 1, "a quick create writes its status once: Ready");
 
     let resynced = wait_for("one more reconcile", Duration::from_secs(30), || async {
         let (n, requests) = snapshot(&op).await;

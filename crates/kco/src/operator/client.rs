@@ -564,21 +564,27 @@ async fn apply_client(
         ),
     });
     let allow_admin = target.realm.spec.allow_admin_role_grants;
-    // The in-progress phase goes to the apiserver while the plan goes to Keycloak: neither waits for
-    // the other (one apiserver round trip less per create, #11), and the final status is written
-    // only after both, so a watcher still sees Provisioning (or Updating) before Ready. Keycloak's
-    // answer comes first when both fail: it says more about the client. When only the status write
-    // failed, what Keycloak did stands and the reconcile goes on: its Event and final status say so
-    // (an error now would hide the change, and the retry would find nothing left to do).
-    let (said, outcome) = tokio::join!(
-        async {
-            match progress {
-                Some((phase, message)) => facts.progress(ctx, kc, phase, message).await,
-                None => Ok(()),
+    // The in-progress phase is said only when the plan takes Keycloak longer than `--progress-after`
+    // (a quick create goes straight to Ready: one Kubernetes write less per create, #11). Then it
+    // goes to the apiserver while the plan goes on in Keycloak, and the final status is written only
+    // after both, so a watcher sees Provisioning (or Updating) before Ready. Keycloak's answer comes
+    // first when both fail: it says more about the client. When only the status write failed, what
+    // Keycloak did stands and the reconcile goes on: its Event and final status say so (an error now
+    // would hide the change, and the retry would find nothing left to do).
+    let apply = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin);
+    let (said, outcome) = match progress {
+        None => (Ok(()), apply.await),
+        Some((phase, message)) => {
+            tokio::pin!(apply);
+            tokio::select! {
+                biased;
+                outcome = &mut apply => (Ok(()), outcome),
+                () = tokio::time::sleep(ctx.progress_after) => {
+                    tokio::join!(facts.progress(ctx, kc, phase, message), apply)
+                }
             }
-        },
-        apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin)
-    );
+        }
+    };
     let outcome = outcome?;
     if let Err(e) = said {
         tracing::warn!(object = %format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any()), error = %e,
@@ -725,9 +731,9 @@ async fn desire_and_apply(
 /// the ownership check then refuses as always), or the realm is missing. Every later try looks the
 /// client up first, so a create is not sent twice: a Failed or Degraded retry, a Provisioning whose
 /// end was not recorded, and, in this process, any object it sent a create for whose status does
-/// not record it yet (`Context::creates_sent`: the Provisioning write goes alongside the create and
-/// may fail or lag in the cache). After a restart without any of these, the create's 409 sends it
-/// to the lookup, which finds kco's own client.
+/// not record it yet (`Context::creates_sent`: a quick create writes no Provisioning, see
+/// `--progress-after`). After a restart without any of these, the create's 409 sends it to the
+/// lookup, which finds kco's own client.
 fn never_created(kc: &KeycloakClient) -> bool {
     kc.status.as_ref().is_none_or(|s| s.internal_id.is_none() && matches!(s.phase, None | Some(Phase::Pending)))
 }

@@ -96,6 +96,8 @@ pub struct Context {
     pub resync: Duration,
     /// How often each KeycloakInstance is checked (`--keycloak-check`, at most the resync).
     pub keycloak_check: Duration,
+    /// How long a Keycloak write may take before status says it is under way (`--progress-after`).
+    pub progress_after: Duration,
     pub keycloak_metrics: RequestMetrics,
     /// Writes kco makes to the Kubernetes API, by kind (status, secret, event, finalizer).
     pub kube_writes: Family<KindLabel, Counter>,
@@ -202,6 +204,7 @@ impl Context {
             recorder,
             resync,
             keycloak_check: resync.min(Duration::from_secs(60)),
+            progress_after: Duration::from_secs(1),
             keycloak_metrics,
             kube_writes,
             reconciles,

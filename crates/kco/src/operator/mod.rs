@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// no change: catches what leaves no event (a database edit, an import). At least the resync.
     #[arg(long, env = "KCO_FULL_RESYNC", default_value = "1h", value_parser = kco_engine::schedule::parse_interval)]
     pub full_resync: Duration,
+    /// How long a create or update of a Keycloak client may take before status says it is under way
+    /// (phase Provisioning or Updating); 0s says so at once. One that is done sooner goes straight to
+    /// its final phase: one Kubernetes write less per create.
+    #[arg(long, env = "KCO_PROGRESS_AFTER", default_value = "1s", value_parser = parse_delay)]
+    pub progress_after: Duration,
     /// Log format: text or json. The level comes from RUST_LOG (default info).
     #[arg(long, env = "KCO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -75,6 +80,11 @@ pub struct RunArgs {
     pub selector: Option<String>,
     #[command(flatten)]
     pub leader: leader::LeaderArgs,
+}
+
+/// An interval as `--resync` takes it, or zero (`0s`).
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    if matches!(s, "0" | "0s") { Ok(Duration::ZERO) } else { kco_engine::schedule::parse_interval(s) }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -92,6 +102,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Context::new(client.clone(), args.resync, args.namespace.clone(), stores, per_instance, &mut registry);
     ctx.keycloak_check = args.keycloak_check.min(args.resync);
     ctx.quiet = quiet::Quiet::new(args.admin_events, args.resync, args.full_resync);
+    ctx.progress_after = args.progress_after;
     let ctx = Arc::new(ctx);
     let elector = leader::Elector::new(&leader_client, &args.leader, &mut registry)?;
     let ready = ctx.ready.clone();
@@ -644,6 +655,15 @@ fn jittered(d: Duration, r: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_after_takes_zero_and_any_interval() {
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_delay("-1s").is_err());
+        assert!(parse_delay("soon").is_err());
+    }
 
     #[tokio::test]
     async fn a_watch_counts_as_listed_only_once_its_store_holds_the_list() {

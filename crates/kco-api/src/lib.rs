@@ -1,5 +1,6 @@
 //! The kco custom resources: `KeycloakClient`, `KeycloakRealm` and `KeycloakInstance` (group `kco.dev`, v1).
 //! Types, defaults and schema only; no IO lives here.
+#![forbid(unsafe_code)]
 
 mod cel;
 mod client;

@@ -5,6 +5,7 @@
 //!
 //! Environment: KUBECONFIG, KEYCLOAK_URL, KEYCLOAK_ADMIN_USER, KEYCLOAK_ADMIN_PASSWORD (as exported
 //! by `.testenv/env.sh`).
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

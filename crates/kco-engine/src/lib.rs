@@ -1,5 +1,6 @@
 //! The engine both fronts share: validate (pure) → plan (pure) → apply (Keycloak calls).
 //! Kubernetes stays outside: the operator and the CLI hand in a spec and take back credentials.
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod authz;

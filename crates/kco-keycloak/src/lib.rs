@@ -4,6 +4,7 @@
 //! Written over reqwest + serde_json rather than the generated `keycloak` crate: kco updates clients
 //! by GET → merge → PUT, and a typed model would silently drop every field it does not know on the
 //! way back, which is exactly the clobbering kco promises not to do.
+#![forbid(unsafe_code)]
 
 mod admin;
 mod error;

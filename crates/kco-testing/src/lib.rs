@@ -1,6 +1,7 @@
 //! Helpers for integration tests against the real environment of `dev/testenv`: a kube client, the
 //! Keycloak admin API, fresh namespaces, the operator as a child process, and token checks.
 //! Nothing here fakes Keycloak or Kubernetes; when the environment is missing, tests fail loudly.
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice)]
 
 use std::collections::BTreeMap;

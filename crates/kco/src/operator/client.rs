@@ -574,6 +574,10 @@ async fn apply_client(
     let apply = apply_plan(admin, realm_name, &plan, existing_id.as_deref(), observed.as_ref(), allow_admin);
     let (said, outcome) = match progress {
         None => (Ok(()), apply.await),
+        // 0s: said for every write, however quick (a zero sleep would still race the write).
+        Some((phase, message)) if ctx.progress_after.is_zero() => {
+            tokio::join!(facts.progress(ctx, kc, phase, message), apply)
+        }
         Some((phase, message)) => {
             tokio::pin!(apply);
             tokio::select! {

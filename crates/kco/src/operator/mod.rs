@@ -114,6 +114,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ready.store(true, Ordering::Relaxed);
         if !elector.acquire().await {
             http.abort();
+            trim.abort();
             return Ok(());
         }
     }

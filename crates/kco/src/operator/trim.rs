@@ -62,8 +62,10 @@ pub async fn run(finished: Arc<AtomicU64>) {
     loop {
         every.tick().await;
         if settle.tick(finished.load(Ordering::Relaxed)) {
+            // It holds the allocator's lock while it walks the heap: say how long that took.
+            let started = std::time::Instant::now();
             let released = release();
-            tracing::debug!(released, "gave the heap's free pages back to the system after a burst of reconciles");
+            tracing::debug!(released, took = ?started.elapsed(), "gave the heap's free pages back to the system after a burst of reconciles");
         }
     }
 }

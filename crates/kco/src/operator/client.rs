@@ -38,13 +38,22 @@ pub async fn reconcile(
     // running reconcile is a future of about 20 KiB, and a namespace that applies thousands of
     // objects queues thousands of them here (unlimited controller concurrency, so the gate can be fair
     // between namespaces). Queued, each costs this small future; the rest is allocated once it runs.
+    // A new object's first reconcile only adds kco's finalizer (kube's `finalizer` helper patches it
+    // and waits for the change to come back): no Keycloak call, so it takes no turn at the gate and
+    // does not wait behind the Keycloak work queued there. Should it get further after all, it waits
+    // for its turn in `converge`.
+    let adds_finalizer =
+        guarded.meta().deletion_timestamp.is_none() && !guarded.finalizers().iter().any(|f| f == CLIENT_FINALIZER);
     let turn = match super::resolve::gate_of(&ctx, &guarded) {
-        Some(instance) => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
-        None => None,
+        Some(instance) if !adds_finalizer => {
+            ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await
+        }
+        _ => None,
     };
     // Logged inside the controller's span, which names what triggered this reconcile.
     tracing::debug!(object = key, "reconcile starts");
-    // Without a turn from the caches (realm or instance not known yet), converge waits for one itself.
+    // Without a turn from the caches (realm or instance not known yet, or none taken), converge waits
+    // for one itself.
     let turn = Turn { held: turn.is_some() || ctx.gates.unlimited(), permit: turn };
     let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), turn))).await;
     match result {

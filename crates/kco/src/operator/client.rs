@@ -38,22 +38,13 @@ pub async fn reconcile(
     // running reconcile is a future of about 20 KiB, and a namespace that applies thousands of
     // objects queues thousands of them here (unlimited controller concurrency, so the gate can be fair
     // between namespaces). Queued, each costs this small future; the rest is allocated once it runs.
-    // A new object's first reconcile only adds kco's finalizer (kube's `finalizer` helper patches it
-    // and waits for the change to come back): no Keycloak call, so it takes no turn at the gate and
-    // does not wait behind the Keycloak work queued there. Should it get further after all, it waits
-    // for its turn in `converge`.
-    let adds_finalizer =
-        guarded.meta().deletion_timestamp.is_none() && !guarded.finalizers().iter().any(|f| f == CLIENT_FINALIZER);
     let turn = match super::resolve::gate_of(&ctx, &guarded) {
-        Some(instance) if !adds_finalizer => {
-            ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await
-        }
-        _ => None,
+        Some(instance) => ctx.gates.enter(&instance, &guarded.namespace().unwrap_or_default()).await,
+        None => None,
     };
     // Logged inside the controller's span, which names what triggered this reconcile.
     tracing::debug!(object = key, "reconcile starts");
-    // Without a turn from the caches (realm or instance not known yet, or none taken), converge waits
-    // for one itself.
+    // Without a turn from the caches (realm or instance not known yet), converge waits for one itself.
     let turn = Turn { held: turn.is_some() || ctx.gates.unlimited(), permit: turn };
     let result = super::catch_panic(&key, Box::pin(reconcile_object(guarded.clone(), ctx.clone(), turn))).await;
     match result {
@@ -285,6 +276,7 @@ async fn apply(kc: &KeycloakClient, ctx: &Context, turn: Turn) -> Result<Action,
     match converge(kc, ctx, &mut facts, turn).await {
         Ok(done) if done.quiet => Ok(Action::requeue(done.requeue.map_or(ctx.resync, |r| r.min(ctx.resync)))),
         Ok(done) => {
+            let _publishing = done.publishing;
             let mut message = format!("client {} is in sync with Keycloak", kc.spec.client_id);
             if kc.spec.authentication_flows.as_ref().is_some_and(|f| f.client_authentication_flow.is_some()) {
                 // Keycloak binds client authentication per realm only; say so rather than pretend.
@@ -363,7 +355,7 @@ async fn converge(
     let quiet = ctx.quiet.is_quiet(&key, kc, &ctx.stores.secrets, &target.admin, &target.realm_name, at).await;
     if let Some(next_rotation) = quiet {
         drop(turn);
-        return Ok(Converged { event: None, requeue: until(next_rotation, at), clean: None, quiet: true });
+        return Ok(Converged { event: None, requeue: until(next_rotation, at), clean: None, quiet: true, publishing: None });
     }
     // Create at once when kco never tried before; otherwise, or when that create is refused, look
     // the client up first (see `never_created`).
@@ -410,6 +402,11 @@ async fn converge(
         current,
     };
     let creds = client_secret(ctx, kc, secret_of, now).await?;
+    // The turn goes to the next reconcile only when there is room to write to the apiserver: when
+    // the apiserver is the slower of the two, reconciles wait here holding their turn (so Keycloak
+    // work slows to the apiserver's pace) instead of piling up, hundreds at once, each with its
+    // state, in front of the Kubernetes writes (see `Context::publishing`).
+    let publishing = ctx.publishing.clone().acquire_owned().await.ok();
     drop(turn);
     let wrote = applied.wrote || !applied.changed_fields.is_empty() || creds.event.is_some();
     let next_rotation = creds.next_rotation;
@@ -451,7 +448,7 @@ async fn converge(
         let soon = std::time::Duration::from_secs(2);
         requeue = Some(requeue.map_or(soon, |r| r.min(soon)));
     }
-    Ok(Converged { event, requeue, clean, quiet: false })
+    Ok(Converged { event, requeue, clean, quiet: false, publishing })
 }
 
 /// How long from `now` until `next` (at least a second), if there is a next.
@@ -708,6 +705,8 @@ struct Converged {
     clean: Option<CleanCheck>,
     /// A quiet resync: nothing was read, so the status (Ready, as the last full check left it) stays.
     quiet: bool,
+    /// Room to write to the apiserver, held until the status is written (see `Context::publishing`).
+    publishing: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Step 3: the client as it is now (see [`find_existing`]), creating the realm when it is missing.

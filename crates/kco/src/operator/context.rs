@@ -49,6 +49,10 @@ const CACHES: usize = 3;
 /// Events one Recorder publishes before kco starts a fresh one.
 const EVENTS_PER_RECORDER: usize = 64;
 
+/// How many reconciles may be writing their Secrets, status and Event at once: as many as the
+/// Kubernetes client has requests in flight (`KUBE_REQUESTS_IN_FLIGHT`), one each.
+const PUBLISHING: usize = 16;
+
 /// A value handed out for at most `limit` uses, then made afresh. For kube's event Recorder: it keeps
 /// every Event it published for 6 minutes, to fold a repeat into a series, and scans them all on each
 /// publish; after a mass create that is one Event per object (about 3 KiB each: 15 MiB after 5,000).
@@ -102,6 +106,12 @@ pub struct Context {
     /// Writes kco makes to the Kubernetes API, by kind (status, secret, event, finalizer).
     pub kube_writes: Family<KindLabel, Counter>,
     pub reconciles: Family<ResultLabel, Counter>,
+    /// Reconciles past their Keycloak work that may write to the apiserver at once ([`PUBLISHING`]).
+    /// A reconcile hands its Keycloak turn on only once it holds one of these: when the apiserver is
+    /// slower than Keycloak, the gate's queue waits instead of hundreds of reconciles, each with its
+    /// 20 KiB of state, waiting in front of the apiserver (1,000 creates at once peaked 24 MiB higher
+    /// that way once they no longer wrote a Provisioning phase inside their turn).
+    pub publishing: Arc<tokio::sync::Semaphore>,
     /// KeycloakClient reconciles finished, whatever their result (what `trim` watches for bursts).
     pub finished: Arc<std::sync::atomic::AtomicU64>,
     /// Admin API client per KeycloakInstance (`ns/name`), rebuilt when its URL or credentials change.
@@ -209,6 +219,7 @@ impl Context {
             kube_writes,
             reconciles,
             finished: Arc::default(),
+            publishing: Arc::new(tokio::sync::Semaphore::new(PUBLISHING)),
             admins: Mutex::new(HashMap::new()),
             failures: std::sync::Mutex::new(HashMap::new()),
             gates: super::gate::Gates::new(per_instance),

@@ -355,7 +355,13 @@ async fn converge(
     let quiet = ctx.quiet.is_quiet(&key, kc, &ctx.stores.secrets, &target.admin, &target.realm_name, at).await;
     if let Some(next_rotation) = quiet {
         drop(turn);
-        return Ok(Converged { event: None, requeue: until(next_rotation, at), clean: None, quiet: true, publishing: None });
+        return Ok(Converged {
+            event: None,
+            requeue: until(next_rotation, at),
+            clean: None,
+            quiet: true,
+            publishing: None,
+        });
     }
     // Create at once when kco never tried before; otherwise, or when that create is refused, look
     // the client up first (see `never_created`).
